@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs test suites and ends with one line "N passed, N failed" summing them.
+# Usage: check.sh [unit] [host] ...   Exit status: 0 only if nothing failed.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD:-$top/build}
+log=$(mktemp -d /tmp/holdfast-check.XXXXXX)
+pass=0
+fail=0
+
+add() { pass=$((pass + $1)); fail=$((fail + $2)); }
+
+run_unit() {
+	local bin=$build/userspace/holdfast_unit_tests out=$log/unit.txt
+	if [ ! -x "$bin" ]; then
+		echo "check: $bin missing (GoogleTest not found at configure time?)"
+		add 0 1
+		return
+	fi
+	"$bin" --gtest_brief=0 2>&1 | tee "$out" | grep -E '^\[  (FAILED|PASSED) |^\[==========\]' || true
+	# GoogleTest's own summary: "[  PASSED  ] N tests." / "[  FAILED  ] N tests,"
+	local p f
+	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
+	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
+	if [ -z "$p" ] && [ -z "$f" ]; then
+		echo "check: unit tests produced no summary (crashed?)"
+		add 0 1
+		return
+	fi
+	echo "unit: ${p:-0} passed, ${f:-0} failed"
+	add "${p:-0}" "${f:-0}"
+}
+
+run_host() {
+	local out=$log/host.txt
+	"$top/selftests/run-host.sh" 2>&1 | tee "$out"
+	local line
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+	if [ -z "$line" ]; then
+		echo "check: host selftests produced no summary"
+		add 0 1
+		return
+	fi
+	local p f
+	p=$(echo "$line" | sed 's/^\([0-9]*\) passed.*/\1/')
+	f=$(echo "$line" | sed 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/')
+	# Skips are reported after the counts; a skip is not a pass.
+	local s
+	s=$(echo "$line" | sed -n 's/.*, \([0-9]*\) skipped.*/\1/p')
+	add "$p" "$((f + ${s:-0}))"
+}
+
+[ $# -gt 0 ] || set -- unit host
+for suite in "$@"; do
+	echo "=== $suite"
+	"run_$suite"
+done
+echo "logs: $log"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]

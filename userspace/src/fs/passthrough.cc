@@ -1,0 +1,283 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "fs/passthrough.h"
+
+#include "fs/creds.h"
+#include "util/log.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <stdexcept>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+namespace holdfast::fs {
+
+using state::Inode;
+
+const char *cache_mode_name(CacheMode m)
+{
+    switch (m) {
+    case CacheMode::never:
+        return "never";
+    case CacheMode::metadata:
+        return "metadata";
+    case CacheMode::automatic:
+        return "auto";
+    case CacheMode::always:
+        return "always";
+    }
+    return "?";
+}
+
+bool parse_cache_mode(const char *s, CacheMode &out)
+{
+    for (CacheMode m : {CacheMode::never, CacheMode::metadata, CacheMode::automatic,
+                        CacheMode::always}) {
+        if (strcmp(s, cache_mode_name(m)) == 0) {
+            out = m;
+            return true;
+        }
+    }
+    return false;
+}
+
+Passthrough::Passthrough(Options opts, state::InodeTable &inodes, state::HandleTable &handles)
+    : opts_(std::move(opts)), inodes_(inodes), handles_(handles)
+{
+    Fd root(::open(opts_.shared_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!root)
+        throw std::runtime_error("cannot open shared directory '" + opts_.shared_dir +
+                                 "': " + strerror(errno));
+    struct stat st;
+    if (fstat(root.get(), &st) < 0)
+        throw std::runtime_error("cannot stat shared directory: " + std::string(strerror(errno)));
+    root_rdonly_.reset(::open(opts_.shared_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!root_rdonly_)
+        throw std::runtime_error("cannot open shared directory for reading: " +
+                                 std::string(strerror(errno)));
+    proc_self_fd_.reset(::open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!proc_self_fd_)
+        throw std::runtime_error("cannot open /proc/self/fd (is /proc mounted?): " +
+                                 std::string(strerror(errno)));
+    inodes_.set_root(std::move(root), st);
+
+    switch (opts_.cache) {
+    case CacheMode::never:
+        entry_timeout_ = attr_timeout_ = 0;
+        break;
+    case CacheMode::metadata:
+    case CacheMode::always:
+        entry_timeout_ = attr_timeout_ = 86400;
+        break;
+    case CacheMode::automatic:
+        entry_timeout_ = attr_timeout_ = 1.0;
+        break;
+    }
+    if (opts_.switch_creds && geteuid() != 0) {
+        LOG_INFO("not running as root: every file is accessed as uid %d", geteuid());
+        opts_.switch_creds = false;
+    }
+}
+
+uint64_t Passthrough::init_flags(uint64_t kflags)
+{
+    uint64_t f = FUSE_HANDLE_KILLPRIV_V2 | FUSE_DO_READDIRPLUS |
+                 FUSE_READDIRPLUS_AUTO | FUSE_CACHE_SYMLINKS | FUSE_SETXATTR_EXT |
+                 fuse::kNoExportSupport;
+    if (opts_.posix_locks)
+        f |= FUSE_POSIX_LOCKS;
+    if (opts_.flock)
+        f |= FUSE_FLOCK_LOCKS;
+    if (opts_.cache == CacheMode::automatic)
+        f |= FUSE_AUTO_INVAL_DATA;
+    if (opts_.cache == CacheMode::never || opts_.cache == CacheMode::metadata)
+        f |= fuse::kDirectIoAllowMmap; // mmap must work even without a page cache
+    if (opts_.writeback && opts_.cache != CacheMode::never)
+        f |= FUSE_WRITEBACK_CACHE;
+    (void)kflags;
+    return f;
+}
+
+void Passthrough::init(const fuse::Negotiated &n)
+{
+    writeback_ = n.has(FUSE_WRITEBACK_CACHE);
+    if (opts_.writeback && !writeback_)
+        LOG_WARN("writeback cache requested but not negotiated");
+}
+
+void Passthrough::fill_entry(const Inode &ino, const struct stat &st, fuse_entry_out &out) const
+{
+    out.nodeid = ino.nodeid;
+    out.generation = ino.generation;
+    out.entry_valid = uint64_t(entry_timeout_);
+    out.entry_valid_nsec = 0;
+    out.attr_valid = uint64_t(attr_timeout_);
+    out.attr_valid_nsec = 0;
+    fuse_attr &a = out.attr;
+    a.ino = st.st_ino;
+    a.size = st.st_size;
+    a.blocks = st.st_blocks;
+    a.atime = st.st_atim.tv_sec;
+    a.mtime = st.st_mtim.tv_sec;
+    a.ctime = st.st_ctim.tv_sec;
+    a.atimensec = st.st_atim.tv_nsec;
+    a.mtimensec = st.st_mtim.tv_nsec;
+    a.ctimensec = st.st_ctim.tv_nsec;
+    a.mode = st.st_mode;
+    a.nlink = st.st_nlink;
+    a.uid = st.st_uid;
+    a.gid = st.st_gid;
+    a.rdev = st.st_rdev;
+    a.blksize = st.st_blksize;
+}
+
+int Passthrough::entry_from_fd(Fd owned, fuse_entry_out &out)
+{
+    int fd = owned.get();
+    struct stat st;
+    if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    state::FileHandleBlob fh;
+    if (!no_file_handles_.load(std::memory_order_relaxed)) {
+        // File handles let a restarted server (or a migration target)
+        // reopen the inode without a path; not every filesystem has them.
+        struct {
+            struct file_handle h;
+            unsigned char buf[state::kMaxFileHandle];
+        } h;
+        h.h.handle_bytes = state::kMaxFileHandle;
+        int mnt;
+        if (name_to_handle_at(fd, "", &h.h, &mnt, AT_EMPTY_PATH) == 0) {
+            fh.type = h.h.handle_type;
+            fh.bytes = h.h.handle_bytes;
+            memcpy(fh.data, h.h.f_handle, h.h.handle_bytes);
+        } else if (errno == EOPNOTSUPP) {
+            no_file_handles_.store(true, std::memory_order_relaxed);
+        }
+    }
+    auto ino = inodes_.ref(std::move(owned), st, fh.bytes ? &fh : nullptr);
+    if (!ino)
+        return -ENFILE;
+    fill_entry(*ino, st, out);
+    return 0;
+}
+
+int Passthrough::do_lookup(const Inode &parent, std::string_view name, fuse_entry_out &out)
+{
+    if (!parent.is_dir())
+        return -ENOTDIR;
+    std::string n(name);
+    if (n == "..") {
+        // The root's parent is outside the jail: it is the root itself.
+        if (parent.nodeid == state::kRootNodeId)
+            n = ".";
+    }
+    Fd fd(openat(parent.fd.get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd)
+        return -errno;
+    return entry_from_fd(std::move(fd), out);
+}
+
+int Passthrough::reopen_fd(int fd, int flags) const
+{
+    char name[16];
+    snprintf(name, sizeof(name), "%d", fd);
+    int r = openat(proc_self_fd_.get(), name, (flags & ~O_NOFOLLOW) | O_CLOEXEC);
+    return r < 0 ? -errno : r;
+}
+
+int Passthrough::reopen(const Inode &ino, int flags) const
+{
+    // Reopening a symlink through /proc would follow it, possibly out of the jail.
+    if (ino.is_lnk())
+        return -ELOOP;
+    return reopen_fd(ino.fd.get(), flags);
+}
+
+std::shared_ptr<state::Handle> Passthrough::handle_for(uint64_t fh, uint64_t nodeid) const
+{
+    auto h = handles_.get(fh);
+    if (!h || !h->inode || h->inode->nodeid != nodeid)
+        return nullptr;
+    return h;
+}
+
+uint32_t Passthrough::open_reply_flags(bool dir) const
+{
+    switch (opts_.cache) {
+    case CacheMode::never:
+    case CacheMode::metadata:
+        return dir ? 0 : FOPEN_DIRECT_IO;
+    case CacheMode::always:
+        return dir ? FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE : FOPEN_KEEP_CACHE;
+    case CacheMode::automatic:
+        return 0;
+    }
+    return 0;
+}
+
+int Passthrough::make_handle(std::shared_ptr<Inode> ino, Fd fd, int flags, bool dir,
+                             fuse_open_out &out)
+{
+    auto h = std::make_shared<state::Handle>();
+    h->inode = std::move(ino);
+    h->fd = std::move(fd);
+    h->flags = flags;
+    h->dir = dir;
+    uint64_t fh = handles_.add(std::move(h));
+    if (!fh)
+        return -ENFILE;
+    out.fh = fh;
+    out.open_flags = open_reply_flags(dir);
+    return 0;
+}
+
+int Passthrough::statfs(const fuse::Ctx &ctx, fuse_statfs_out &out)
+{
+    auto ino = inodes_.get(ctx.nodeid);
+    if (!ino)
+        return -ESTALE;
+    struct statvfs sv;
+    if (fstatvfs(ino->fd.get(), &sv) < 0)
+        return -errno;
+    out.st.blocks = sv.f_blocks;
+    out.st.bfree = sv.f_bfree;
+    out.st.bavail = sv.f_bavail;
+    out.st.files = sv.f_files;
+    out.st.ffree = sv.f_ffree;
+    out.st.bsize = sv.f_bsize;
+    out.st.namelen = sv.f_namemax;
+    out.st.frsize = sv.f_frsize;
+    return 0;
+}
+
+int Passthrough::access(const fuse::Ctx &ctx, const fuse_access_in &in)
+{
+    auto ino = inodes_.get(ctx.nodeid);
+    if (!ino)
+        return -ESTALE;
+    if (ino->is_lnk())
+        return 0; // permission bits of symlinks are never checked
+    if (opts_.readonly && (in.mask & W_OK))
+        return -EROFS;
+    CredScope cred(ctx, opts_.switch_creds, opts_.host_pids);
+    if (!cred.ok())
+        return cred.error();
+    char name[16];
+    snprintf(name, sizeof(name), "%d", ino->fd.get());
+    // AT_EACCESS: check with the effective ids we just switched to.
+    if (faccessat(proc_self_fd_.get(), name, in.mask, AT_EACCESS) < 0)
+        return -errno;
+    return 0;
+}
+
+int Passthrough::syncfs(const fuse::Ctx &)
+{
+    if (::syncfs(root_rdonly_.get()) < 0)
+        return -errno;
+    return 0;
+}
+
+} // namespace holdfast::fs

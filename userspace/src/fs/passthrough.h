@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: GPL-2.0
+// The passthrough filesystem: serves every FUSE op from a host directory.
+// The shared directory is a jail: inodes are O_PATH fds opened one component
+// at a time with O_NOFOLLOW, and data fds are reopened from those through
+// /proc/self/fd, so no request ever resolves a path the client controls.
+#pragma once
+
+#include "fuse/filesystem.h"
+#include "state/handle_table.h"
+#include "state/inode_table.h"
+#include "util/fd.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace holdfast::fs {
+
+enum class CacheMode { never, metadata, automatic, always };
+const char *cache_mode_name(CacheMode m);
+bool parse_cache_mode(const char *s, CacheMode &out);
+
+struct Options {
+    std::string shared_dir;
+    CacheMode cache = CacheMode::automatic;
+    bool writeback = false;
+    bool xattr = false;
+    bool readonly = false;
+    bool posix_locks = true;
+    bool flock = true;
+    // Run each op with the caller's uid/gid/groups (needs root).
+    bool switch_creds = true;
+    // Request pids name processes of this host (false for a VM's guest pids).
+    bool host_pids = true;
+};
+
+class Passthrough final : public fuse::Filesystem {
+  public:
+    // Opens the shared directory; throws std::runtime_error with a message.
+    Passthrough(Options opts, state::InodeTable &inodes, state::HandleTable &handles);
+
+    uint64_t init_flags(uint64_t kernel_flags) override;
+    void init(const fuse::Negotiated &n) override;
+
+    int lookup(const fuse::Ctx &, std::string_view name, fuse_entry_out &) override;
+    void forget(uint64_t nodeid, uint64_t nlookup) override;
+    int getattr(const fuse::Ctx &, const fuse_getattr_in &, fuse_attr_out &) override;
+    int setattr(const fuse::Ctx &, const fuse_setattr_in &, fuse_attr_out &) override;
+    int statx(const fuse::Ctx &, const fuse::fuse_statx_in &, fuse::fuse_statx_out &) override;
+    int readlink(const fuse::Ctx &, fuse::Reply &) override;
+    int symlink(const fuse::Ctx &, std::string_view name, std::string_view target,
+                fuse_entry_out &) override;
+    int mknod(const fuse::Ctx &, const fuse_mknod_in &, std::string_view name,
+              fuse_entry_out &) override;
+    int mkdir(const fuse::Ctx &, const fuse_mkdir_in &, std::string_view name,
+              fuse_entry_out &) override;
+    int unlink(const fuse::Ctx &, std::string_view name) override;
+    int rmdir(const fuse::Ctx &, std::string_view name) override;
+    int rename(const fuse::Ctx &, std::string_view name, uint64_t newdir, std::string_view newname,
+               uint32_t flags) override;
+    int link(const fuse::Ctx &, uint64_t oldnode, std::string_view newname,
+             fuse_entry_out &) override;
+
+    int open(const fuse::Ctx &, const fuse_open_in &, fuse_open_out &) override;
+    int create(const fuse::Ctx &, const fuse_create_in &, std::string_view name, fuse_entry_out &,
+               fuse_open_out &) override;
+    int tmpfile(const fuse::Ctx &, const fuse_create_in &, fuse_entry_out &,
+                fuse_open_out &) override;
+    int read(const fuse::Ctx &, const fuse_read_in &, fuse::Reply &) override;
+    int write(const fuse::Ctx &, const fuse_write_in &, std::span<const std::byte>,
+              fuse_write_out &) override;
+    int flush(const fuse::Ctx &, const fuse_flush_in &) override;
+    int release(const fuse::Ctx &, const fuse_release_in &, bool dir) override;
+    int fsync(const fuse::Ctx &, const fuse_fsync_in &, bool dir) override;
+    int fallocate(const fuse::Ctx &, const fuse_fallocate_in &) override;
+    int lseek(const fuse::Ctx &, const fuse_lseek_in &, fuse_lseek_out &) override;
+    int copy_file_range(const fuse::Ctx &, const fuse_copy_file_range_in &,
+                        fuse_write_out &) override;
+
+    int opendir(const fuse::Ctx &, const fuse_open_in &, fuse_open_out &) override;
+    int readdir(const fuse::Ctx &, const fuse_read_in &, bool plus, fuse::Reply &) override;
+
+    int statfs(const fuse::Ctx &, fuse_statfs_out &) override;
+    int access(const fuse::Ctx &, const fuse_access_in &) override;
+    int syncfs(const fuse::Ctx &) override;
+
+    int setxattr(const fuse::Ctx &, const fuse_setxattr_in &, std::string_view name,
+                 std::span<const std::byte> value) override;
+    int getxattr(const fuse::Ctx &, std::string_view name, uint32_t size, fuse::Reply &) override;
+    int listxattr(const fuse::Ctx &, uint32_t size, fuse::Reply &) override;
+    int removexattr(const fuse::Ctx &, std::string_view name) override;
+
+    int getlk(const fuse::Ctx &, const fuse_lk_in &, fuse_lk_out &) override;
+    int setlk(const fuse::Ctx &, const fuse_lk_in &, bool wait) override;
+    void interrupt(uint64_t unique) override;
+
+    const Options &options() const { return opts_; }
+
+  private:
+    // Looks `name` up in `parent` and counts one kernel reference.
+    int do_lookup(const state::Inode &parent, std::string_view name, fuse_entry_out &out);
+    // Counts one reference on the inode behind an fd we just created/opened.
+    int entry_from_fd(Fd fd, fuse_entry_out &out);
+    void fill_entry(const state::Inode &ino, const struct stat &st, fuse_entry_out &out) const;
+    // "/proc/self/fd/N" reopen of an inode with new flags.
+    int reopen(const state::Inode &ino, int flags) const;
+    int reopen_fd(int fd, int flags) const;
+    // A writable fd for ops that need one (truncate, times) when no fh came.
+    std::shared_ptr<state::Handle> handle_for(uint64_t fh, uint64_t nodeid) const;
+    uint32_t open_reply_flags(bool dir) const;
+    int make_handle(std::shared_ptr<state::Inode> ino, Fd fd, int flags, bool dir,
+                    fuse_open_out &out);
+    int kill_suidgid(int fd) const;
+
+    // Blocking-lock bookkeeping so INTERRUPT can wake a SETLKW waiter.
+    struct Waiter {
+        pthread_t thread;
+        std::atomic<bool> interrupted{false};
+    };
+    std::mutex waiters_mu_;
+    std::unordered_map<uint64_t, Waiter *> waiters_;
+
+    Options opts_;
+    state::InodeTable &inodes_;
+    state::HandleTable &handles_;
+    Fd root_rdonly_; // an fd syncfs() accepts (O_PATH fds are refused)
+    Fd proc_self_fd_;
+    double entry_timeout_ = 1.0;
+    double attr_timeout_ = 1.0;
+    bool writeback_ = false;
+    std::atomic<bool> no_file_handles_{false};
+};
+
+} // namespace holdfast::fs

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: GPL-2.0
+// The FUSE wire ABI: Debian bookworm's <linux/fuse.h> is protocol 7.38; the
+// few newer constants and structs holdfast relies on are defined here, once,
+// with the protocol minor that introduced them.  Values are ABI: they must
+// match upstream include/uapi/linux/fuse.h exactly.
+#pragma once
+
+#include <linux/fuse.h>
+#include <linux/ioctl.h>
+#include <cstdint>
+
+#if FUSE_KERNEL_VERSION != 7 || FUSE_KERNEL_MINOR_VERSION < 38
+#error "holdfast needs <linux/fuse.h> 7.38 or newer (Debian: linux-libc-dev)"
+#endif
+
+namespace holdfast::fuse {
+
+// The protocol minor holdfast speaks.  7.40 brings FUSE_HAS_RESEND and the
+// resend unique bit; nothing between 7.38 and 7.40 changed a struct size we use.
+constexpr uint32_t kOurMinor = 40;
+
+// 7.39
+constexpr uint64_t kCreateSuppGroup = 1ULL << 34; // FUSE_CREATE_SUPP_GROUP
+constexpr uint32_t kOpStatx = 52;                 // FUSE_STATX
+// 7.40
+constexpr uint64_t kDirectIoAllowMmap = 1ULL << 36; // FUSE_DIRECT_IO_ALLOW_MMAP
+constexpr uint64_t kPassthrough = 1ULL << 37;       // FUSE_PASSTHROUGH
+constexpr uint64_t kNoExportSupport = 1ULL << 38;   // FUSE_NO_EXPORT_SUPPORT
+constexpr uint64_t kHasResend = 1ULL << 39;         // FUSE_HAS_RESEND
+constexpr uint64_t kUniqueResend = 1ULL << 63;      // FUSE_UNIQUE_RESEND
+constexpr int32_t kNotifyResend = 7;                // FUSE_NOTIFY_RESEND
+// 7.41 / 7.42
+constexpr uint64_t kAllowIdmap = 1ULL << 40;   // FUSE_ALLOW_IDMAP
+constexpr uint64_t kOverIoUring = 1ULL << 41;  // FUSE_OVER_IO_URING
+constexpr uint64_t kRequestTimeout = 1ULL << 42; // FUSE_REQUEST_TIMEOUT (7.43)
+// FOPEN_* bits newer than 7.38
+constexpr uint32_t kFopenPassthrough = 1U << 7; // FOPEN_PASSTHROUGH
+
+// Bit 0 of a unique marks an INTERRUPT request (FUSE_INT_REQ_BIT).
+constexpr uint64_t kInterruptBit = 1ULL << 0;
+
+// FUSE_STATX (7.39) wire structs.
+struct fuse_sx_time {
+    int64_t tv_sec;
+    uint32_t tv_nsec;
+    int32_t __reserved;
+};
+
+struct fuse_statx {
+    uint32_t mask;
+    uint32_t blksize;
+    uint64_t attributes;
+    uint32_t nlink;
+    uint32_t uid;
+    uint32_t gid;
+    uint16_t mode;
+    uint16_t __spare0[1];
+    uint64_t ino;
+    uint64_t size;
+    uint64_t blocks;
+    uint64_t attributes_mask;
+    fuse_sx_time atime;
+    fuse_sx_time btime;
+    fuse_sx_time ctime;
+    fuse_sx_time mtime;
+    uint32_t rdev_major;
+    uint32_t rdev_minor;
+    uint32_t dev_major;
+    uint32_t dev_minor;
+    uint64_t __spare2[14];
+};
+
+struct fuse_statx_in {
+    uint32_t getattr_flags;
+    uint32_t reserved;
+    uint64_t fh;
+    uint32_t sx_flags;
+    uint32_t sx_mask;
+};
+
+struct fuse_statx_out {
+    uint64_t attr_valid;
+    uint32_t attr_valid_nsec;
+    uint32_t flags;
+    uint64_t spare[2];
+    fuse_statx stat;
+};
+
+static_assert(sizeof(fuse_statx) == 256);
+static_assert(sizeof(fuse_statx_out) == 288);
+
+// Kernel passthrough (7.40): register a backing file, get an id for open_out.
+struct fuse_backing_map {
+    int32_t fd;
+    uint32_t flags;
+    uint64_t padding;
+};
+
+} // namespace holdfast::fuse
+
+#ifndef FUSE_DEV_IOC_MAGIC
+#define FUSE_DEV_IOC_MAGIC 229
+#endif
+#ifndef FUSE_DEV_IOC_CLONE
+#define FUSE_DEV_IOC_CLONE _IOR(FUSE_DEV_IOC_MAGIC, 0, uint32_t)
+#endif
+#define HOLDFAST_FUSE_DEV_IOC_BACKING_OPEN \
+    _IOW(FUSE_DEV_IOC_MAGIC, 1, struct holdfast::fuse::fuse_backing_map)
+#define HOLDFAST_FUSE_DEV_IOC_BACKING_CLOSE _IOW(FUSE_DEV_IOC_MAGIC, 2, uint32_t)

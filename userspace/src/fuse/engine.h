@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: GPL-2.0
+// The transport-agnostic FUSE protocol engine: one request in, one reply out.
+#pragma once
+
+#include "fuse/filesystem.h"
+#include "fuse/opcodes.h"
+#include "fuse/request.h"
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+
+namespace holdfast::fuse {
+
+struct EngineLimits {
+    uint32_t max_write = 1u << 20; // bytes of WRITE payload we accept
+    uint16_t max_pages = 256;
+};
+
+struct OpStats {
+    std::atomic<uint64_t> requests[kMaxOpcode] = {};
+    std::atomic<uint64_t> errors[kMaxOpcode] = {};
+    std::atomic<uint64_t> unknown = 0;   // opcodes we do not implement
+    std::atomic<uint64_t> malformed = 0; // requests that failed validation
+};
+
+class Engine {
+  public:
+    Engine(Filesystem &fs, EngineLimits limits) : fs_(fs), limits_(limits) {}
+
+    // Handles one complete request (exactly the bytes the transport got).
+    // After return, `out` holds the reply, or out.should_send() is false.
+    void handle(std::span<const std::byte> in, Reply &out);
+
+    // Bytes a transport must be able to receive in one request.
+    size_t request_buffer_size() const { return limits_.max_write + 4096; }
+    // Bytes of payload a reply may carry (READ size, READDIR buffer).
+    size_t reply_payload_size() const { return size_t(limits_.max_pages) * 4096; }
+
+    const Negotiated &negotiated() const { return neg_; }
+    // A restarted server adopts what the previous one negotiated (no new INIT).
+    void adopt(const Negotiated &n) { neg_ = n; }
+    bool destroyed() const { return destroyed_.load(std::memory_order_acquire); }
+    const OpStats &stats() const { return stats_; }
+
+  private:
+    int dispatch(const Request &req, Reply &out);
+    int do_init(const Request &req, Reply &out);
+
+    Filesystem &fs_;
+    EngineLimits limits_;
+    Negotiated neg_;
+    std::atomic<bool> destroyed_{false};
+    OpStats stats_;
+};
+
+} // namespace holdfast::fuse

@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "fuse/request.h"
+
+#include <climits>
+
+namespace holdfast::fuse {
+
+bool Reader::name(std::string_view &out)
+{
+    if (!cstring(out, NAME_MAX))
+        return false;
+    return !out.empty() && out.find('/') == std::string_view::npos;
+}
+
+bool Reader::cstring(std::string_view &out, size_t max)
+{
+    size_t avail = remaining();
+    size_t scan = avail < max + 1 ? avail : max + 1;
+    const void *nul = std::memchr(p_, 0, scan);
+    if (!nul)
+        return false;
+    size_t len = static_cast<const std::byte *>(nul) - p_;
+    out = {reinterpret_cast<const char *>(p_), len};
+    p_ += len + 1;
+    return true;
+}
+
+ParseError parse_request(std::span<const std::byte> in, Request &out)
+{
+    if (in.size() < sizeof(fuse_in_header))
+        return ParseError::short_header;
+    std::memcpy(&out.hdr, in.data(), sizeof(fuse_in_header));
+    if (out.hdr.len != in.size())
+        return ParseError::length_mismatch;
+    size_t body = in.size() - sizeof(fuse_in_header);
+    size_t ext = static_cast<size_t>(out.hdr.total_extlen) * 8;
+    if (ext > body)
+        return ParseError::bad_extlen;
+    auto args = in.subspan(sizeof(fuse_in_header), body - ext);
+    out.args = Reader(args);
+    out.extensions = in.subspan(sizeof(fuse_in_header) + body - ext, ext);
+    return ParseError::ok;
+}
+
+const char *parse_error_str(ParseError e)
+{
+    switch (e) {
+    case ParseError::ok:
+        return "ok";
+    case ParseError::short_header:
+        return "request shorter than fuse_in_header";
+    case ParseError::length_mismatch:
+        return "header length does not match bytes received";
+    case ParseError::bad_extlen:
+        return "extension length exceeds request";
+    }
+    return "?";
+}
+
+} // namespace holdfast::fuse

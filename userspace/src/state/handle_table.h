@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: GPL-2.0
+// File handles (fh) are slots in the region's handle table: untrusted
+// indexes from the kernel, validated on every use.
+#pragma once
+
+#include "state/inode_table.h"
+#include "state/region.h"
+#include "util/fd.h"
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace holdfast::state {
+
+struct Handle {
+    uint64_t fh = 0;
+    std::shared_ptr<Inode> inode;
+    Fd fd;
+    int flags = 0; // host open flags
+    bool dir = false;
+
+    // Directory streams: one reader at a time, resumes at a d_off cookie.
+    std::mutex mu;
+};
+
+class HandleTable {
+  public:
+    explicit HandleTable(Region &r);
+
+    // Returns the new fh, or 0 when the table is full.
+    uint64_t add(std::shared_ptr<Handle> h);
+    std::shared_ptr<Handle> get(uint64_t fh) const;
+    // Removes and returns the handle (null if fh was not live).
+    std::shared_ptr<Handle> remove(uint64_t fh);
+    size_t live() const;
+
+  private:
+    static constexpr size_t kStripes = 64;
+    HandleRecord *rec_;
+    uint64_t cap_;
+    std::unique_ptr<std::shared_ptr<Handle>[]> objs_;
+    mutable std::mutex stripes_[kStripes];
+    mutable std::mutex alloc_mu_;
+    std::vector<uint64_t> free_;
+    uint64_t next_ = 1; // fh 0 stays unused so a zeroed fh is never valid
+    size_t live_ = 0;
+};
+
+} // namespace holdfast::state

@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: GPL-2.0
+// A memfd-backed shared mapping holding the state tables (see layout.h).
+#pragma once
+
+#include "state/layout.h"
+#include "util/fd.h"
+
+#include <cstddef>
+#include <string>
+
+namespace holdfast::state {
+
+class Region {
+  public:
+    struct Geometry {
+        uint64_t inode_capacity = 1u << 20;
+        uint64_t handle_capacity = 1u << 18;
+    };
+
+    // A new, empty region.  Pages are only touched as slots are used, so a
+    // large capacity costs address space, not memory.
+    static Region create(const Geometry &g);
+
+    Region(Region &&o) noexcept;
+    Region &operator=(Region &&) = delete;
+    Region(const Region &) = delete;
+    ~Region();
+
+    RegionHeader &header() { return *static_cast<RegionHeader *>(base_); }
+    InodeRecord *inodes();
+    HandleRecord *handles();
+    int memfd() const { return fd_.get(); }
+    size_t size() const { return size_; }
+
+  private:
+    Region(Fd fd, void *base, size_t size) : fd_(std::move(fd)), base_(base), size_(size) {}
+    Fd fd_;
+    void *base_ = nullptr;
+    size_t size_ = 0;
+};
+
+} // namespace holdfast::state

@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "transport/devfuse/mount.h"
+
+#include "util/log.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdexcept>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+extern char **environ;
+
+namespace holdfast::devfuse {
+
+namespace {
+
+std::runtime_error err(const std::string &what, int e = errno)
+{
+    return std::runtime_error(what + ": " + strerror(e));
+}
+
+// Runs fusermount3 and receives the /dev/fuse fd it opened, over the
+// _FUSE_COMMFD socket (the protocol libfuse's fuse_mount_fusermount uses).
+Fd fusermount(const MountOptions &o, const std::string &opts)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        throw err("socketpair");
+    Fd ours(sv[0]), theirs(sv[1]);
+    // The child must inherit its end: clear CLOEXEC on that one only.
+    fcntl(theirs.get(), F_SETFD, 0);
+    std::string env = "_FUSE_COMMFD=" + std::to_string(theirs.get());
+    std::vector<std::string> envs;
+    for (char **e = environ; *e; e++)
+        envs.emplace_back(*e);
+    envs.push_back(env);
+    std::vector<char *> envp;
+    for (auto &s : envs)
+        envp.push_back(s.data());
+    envp.push_back(nullptr);
+    std::string prog = "fusermount3", o_flag = "-o", dashdash = "--";
+    std::string mp = o.mountpoint, optcopy = opts;
+    char *argv[] = {prog.data(), o_flag.data(), optcopy.data(), dashdash.data(), mp.data(),
+                    nullptr};
+    pid_t pid;
+    int r = posix_spawnp(&pid, "fusermount3", nullptr, nullptr, argv, envp.data());
+    theirs.reset();
+    if (r != 0)
+        throw std::runtime_error(
+            std::string("cannot run fusermount3 (install the Debian package fuse3): ") +
+            strerror(r));
+
+    char byte;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof(cbuf);
+    ssize_t n;
+    while ((n = recvmsg(ours.get(), &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+        ;
+    int status = 0;
+    waitpid(pid, &status, 0);
+    cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&msg) : nullptr;
+    if (!c || c->cmsg_type != SCM_RIGHTS)
+        throw std::runtime_error("fusermount3 failed to mount " + o.mountpoint +
+                                 " (exit status " + std::to_string(WEXITSTATUS(status)) + ")");
+    int fd;
+    memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+    return Fd(fd);
+}
+
+} // namespace
+
+Mount Mount::create(const MountOptions &o)
+{
+    struct stat st;
+    if (stat(o.mountpoint.c_str(), &st) < 0)
+        throw err("mountpoint '" + o.mountpoint + "'");
+    if (!S_ISDIR(st.st_mode))
+        throw std::runtime_error("mountpoint '" + o.mountpoint + "' is not a directory");
+
+    std::string common = "default_permissions";
+    if (!o.default_permissions)
+        common.clear();
+    if (o.allow_other)
+        common += std::string(common.empty() ? "" : ",") + "allow_other";
+
+    Mount m;
+    m.mountpoint_ = o.mountpoint;
+    if (geteuid() == 0) {
+        Fd fd(::open("/dev/fuse", O_RDWR | O_CLOEXEC));
+        if (!fd)
+            throw err("cannot open /dev/fuse (is the fuse module loaded?)");
+        char opts[256];
+        snprintf(opts, sizeof(opts), "fd=%d,rootmode=%o,user_id=%u,group_id=%u%s%s", fd.get(),
+                 st.st_mode & S_IFMT, getuid(), getgid(), common.empty() ? "" : ",",
+                 common.c_str());
+        unsigned long flags = MS_NOSUID | MS_NODEV | (o.readonly ? MS_RDONLY : 0);
+        if (mount(o.source.c_str(), o.mountpoint.c_str(), "fuse.holdfast", flags, opts) < 0)
+            throw err("mount " + o.mountpoint);
+        m.fd_ = std::move(fd);
+    } else {
+        std::string opts = "fsname=" + o.source + ",subtype=holdfast";
+        if (!common.empty())
+            opts += "," + common;
+        if (o.readonly)
+            opts += ",ro";
+        m.fd_ = fusermount(o, opts);
+        m.fusermount_ = true;
+    }
+    m.mounted_ = true;
+    return m;
+}
+
+void Mount::unmount()
+{
+    if (!mounted_)
+        return;
+    mounted_ = false;
+    if (fusermount_) {
+        std::string prog = "fusermount3", u = "-uqz", mp = mountpoint_;
+        char *argv[] = {prog.data(), u.data(), mp.data(), nullptr};
+        pid_t pid;
+        if (posix_spawnp(&pid, "fusermount3", nullptr, nullptr, argv, environ) == 0) {
+            int status;
+            waitpid(pid, &status, 0);
+        }
+        return;
+    }
+    if (umount2(mountpoint_.c_str(), UMOUNT_NOFOLLOW) == 0)
+        return;
+    if (errno == EBUSY && umount2(mountpoint_.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) == 0) {
+        LOG_INFO("%s was busy: detached lazily", mountpoint_.c_str());
+        return;
+    }
+    if (errno != EINVAL && errno != ENOENT)
+        LOG_WARN("umount %s: %s", mountpoint_.c_str(), strerror(errno));
+}
+
+} // namespace holdfast::devfuse

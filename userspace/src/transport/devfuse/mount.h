@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: GPL-2.0
+// Mounting a FUSE filesystem: directly with mount(2) as root, or through
+// the setuid fusermount3 helper (from the fuse3 package) as a normal user.
+#pragma once
+
+#include "util/fd.h"
+
+#include <string>
+#include <utility>
+
+namespace holdfast::devfuse {
+
+struct MountOptions {
+    std::string mountpoint;
+    std::string source; // shown as the mount's source (the shared dir)
+    bool allow_other = false;
+    bool default_permissions = false;
+    bool readonly = false;
+};
+
+class Mount {
+  public:
+    // Mounts and returns the /dev/fuse fd; throws std::runtime_error.
+    static Mount create(const MountOptions &o);
+
+    Mount(Mount &&o) noexcept
+        : fd_(std::move(o.fd_)), mountpoint_(std::move(o.mountpoint_)),
+          fusermount_(o.fusermount_), mounted_(std::exchange(o.mounted_, false))
+    {
+    }
+    Mount &operator=(Mount &&) = delete;
+    ~Mount() { unmount(); }
+
+    int fd() const { return fd_.get(); }
+    bool via_fusermount() const { return fusermount_; }
+    // Idempotent.  Lazily detaches if the mount is busy, so shutdown never
+    // blocks on a process sitting in the mount.
+    void unmount();
+
+  private:
+    Mount() = default;
+    Fd fd_;
+    std::string mountpoint_;
+    bool fusermount_ = false;
+    bool mounted_ = false;
+};
+
+} // namespace holdfast::devfuse

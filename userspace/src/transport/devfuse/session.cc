@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "transport/devfuse/session.h"
+
+#include "fuse/abi.h"
+#include "util/log.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <memory>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+namespace holdfast::devfuse {
+
+Session::Session(fuse::Engine &engine, int devfd, unsigned threads)
+    : engine_(engine), devfd_(devfd), nthreads_(threads ? threads : 1)
+{
+}
+
+Session::~Session() { join(); }
+
+unsigned Session::start()
+{
+    unsigned cloned = 0;
+    for (unsigned i = 0; i < nthreads_; i++) {
+        int fd = devfd_;
+        if (i > 0) {
+            // A clone gets its own processing queue in the kernel, so workers
+            // do not contend on one fd's lock.
+            Fd c(::open("/dev/fuse", O_RDWR | O_CLOEXEC));
+            uint32_t master = uint32_t(devfd_);
+            if (c && ioctl(c.get(), FUSE_DEV_IOC_CLONE, &master) == 0) {
+                fd = c.get();
+                clones_.push_back(std::move(c));
+                cloned++;
+            } else {
+                LOG_WARN("FUSE_DEV_IOC_CLONE failed (%s): worker %u shares the main fd",
+                         strerror(errno), i);
+            }
+        }
+        workers_.emplace_back([this, fd] { worker(fd); });
+    }
+    return cloned;
+}
+
+void Session::join()
+{
+    for (auto &t : workers_)
+        if (t.joinable())
+            t.join();
+    workers_.clear();
+    clones_.clear();
+}
+
+namespace {
+struct FreeDeleter {
+    void operator()(void *p) const { free(p); }
+};
+using Buffer = std::unique_ptr<std::byte, FreeDeleter>;
+
+Buffer alloc_buffer(size_t n)
+{
+    // Page alignment lets the host fs take O_DIRECT-friendly paths.
+    void *p = nullptr;
+    if (posix_memalign(&p, 4096, n) != 0)
+        throw std::bad_alloc();
+    return Buffer(static_cast<std::byte *>(p));
+}
+} // namespace
+
+void Session::worker(int fd)
+{
+    const size_t in_size = engine_.request_buffer_size();
+    const size_t out_size = engine_.reply_payload_size();
+    Buffer in = alloc_buffer(in_size);
+    Buffer payload = alloc_buffer(out_size);
+    auto reply = std::make_unique<fuse::Reply>(std::span<std::byte>(payload.get(), out_size));
+
+    for (;;) {
+        ssize_t n = ::read(fd, in.get(), in_size);
+        if (n < 0) {
+            // ENOENT: the request was interrupted before we read it.
+            if (errno == EINTR || errno == EAGAIN || errno == ENOENT)
+                continue;
+            if (errno != ENODEV)
+                LOG_ERR("read /dev/fuse: %s", strerror(errno));
+            return; // ENODEV: unmounted, the connection is gone
+        }
+        engine_.handle(std::span<const std::byte>(in.get(), size_t(n)), *reply);
+        if (!reply->should_send())
+            continue;
+        fuse_out_header hdr = reply->header();
+        auto arg = reply->arg_bytes();
+        auto data = reply->payload();
+        iovec iov[3];
+        int cnt = 0;
+        iov[cnt++] = {&hdr, sizeof(hdr)};
+        if (!arg.empty())
+            iov[cnt++] = {const_cast<std::byte *>(arg.data()), arg.size()};
+        if (!data.empty())
+            iov[cnt++] = {const_cast<std::byte *>(data.data()), data.size()};
+        if (::writev(fd, iov, cnt) < 0) {
+            // ENOENT: the request was interrupted/aborted meanwhile; harmless.
+            if (errno == ENODEV)
+                return;
+            if (errno != ENOENT)
+                LOG_WARN("reply to %#llx: %s", (unsigned long long)hdr.unique, strerror(errno));
+        }
+    }
+}
+
+} // namespace holdfast::devfuse
