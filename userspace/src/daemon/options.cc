@@ -28,6 +28,8 @@ enum {
     kLogLevel,
     kMaxInodes,
     kMaxHandles,
+    kRecovery,
+    kFaultInjection,
     kHelp,
     kVersion,
 };
@@ -68,6 +70,9 @@ const char *usage()
            "  --no-flock                do not serve flock()\n"
            "  --max-inodes N            capacity of the inode table (default 1048576)\n"
            "  --max-handles N           capacity of the open-file table (default 262144)\n"
+           "  --recovery on|off         survive crashes and upgrades (default: on): run\n"
+           "                            under holdfast-fdstore (or systemd's fd store)\n"
+           "  --fault-injection         allow 'holdfastctl stall' (crash tests only)\n"
            "  --ready-fd N              write \"ready\\n\" to fd N once the mount serves\n"
            "  --log-level LEVEL         error|warn|info|debug (default: info)\n"
            "  --help                    this text\n"
@@ -96,11 +101,13 @@ std::string parse(int argc, char **argv, Options &out)
         {"log-level", required_argument, nullptr, kLogLevel},
         {"max-inodes", required_argument, nullptr, kMaxInodes},
         {"max-handles", required_argument, nullptr, kMaxHandles},
+        {"recovery", required_argument, nullptr, kRecovery},
+        {"fault-injection", no_argument, nullptr, kFaultInjection},
         {"help", no_argument, nullptr, kHelp},
         {"version", no_argument, nullptr, kVersion},
         {nullptr, 0, nullptr, 0},
     };
-    optind = 1;
+    optind = 0; // 0, not 1: also resets glibc's position inside an option group
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":h", longopts, nullptr)) != -1) {
@@ -177,6 +184,17 @@ std::string parse(int argc, char **argv, Options &out)
                        "' is not a number between 16 and 4294967296";
             out.max_handles = v;
             break;
+        case kRecovery:
+            if (!strcmp(optarg, "on"))
+                out.recovery = true;
+            else if (!strcmp(optarg, "off"))
+                out.recovery = false;
+            else
+                return std::string("--recovery: '") + optarg + "' is not one of on, off";
+            break;
+        case kFaultInjection:
+            out.fault_injection = true;
+            break;
         case 'h':
         case kHelp:
             out.help = true;
@@ -186,10 +204,15 @@ std::string parse(int argc, char **argv, Options &out)
             return "";
         case ':':
             return std::string("option '") + argv[optind - 1] + "' needs an argument";
-        default:
+        default: {
+            // A long option given an argument it does not take comes back as
+            // '?' with optopt set to its value.
             if (optopt >= kShared)
-                return std::string("option '") + argv[optind - 1] + "' needs an argument";
+                return std::string("option '") + argv[optind - 1] + "' takes no argument";
+            if (optopt)
+                return std::string("unknown option '-") + char(optopt) + "'";
             return std::string("unknown option '") + argv[optind - 1] + "'";
+        }
         }
     }
     if (optind < argc)

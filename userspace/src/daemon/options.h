@@ -21,6 +21,10 @@ struct Options {
     log::Level log_level = log::Level::info;
     uint64_t max_inodes = 1u << 20;
     uint64_t max_handles = 1u << 18;
+    // Crash recovery: run under the fd store (holdfast-fdstore, or systemd's
+    // when $NOTIFY_SOCKET is set) and keep the journal.
+    bool recovery = true;
+    bool fault_injection = false;
     bool help = false;
     bool version = false;
 };

@@ -11,6 +11,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <vector>
 
 namespace holdfast::fs {
 
@@ -45,6 +46,25 @@ int Passthrough::open(const fuse::Ctx &ctx, const fuse_open_in &in, fuse_open_ou
         return -EROFS;
     if (ino->is_dir())
         return -EISDIR;
+    if (auto e = replayed(ctx); e && e->phase == state::kJournalDone) {
+        if (e->error)
+            return e->error;
+        if (!handles_.get(e->fh))
+            return -EBADF;
+        out.fh = e->fh;
+        out.open_flags = open_reply_flags(false);
+        return 0;
+    }
+    journal_begin(ctx);
+    int err = open_file(ctx, std::move(ino), in, out);
+    journal_done(err, 0, err ? 0 : out.fh);
+    return err;
+}
+
+int Passthrough::open_file(const fuse::Ctx &ctx, std::shared_ptr<state::Inode> ino,
+                           const fuse_open_in &in, fuse_open_out &out)
+{
+    int flags = int(in.flags);
     int hflags = host_open_flags(flags, writeback_);
     int fd;
     {
@@ -77,6 +97,35 @@ int Passthrough::create(const fuse::Ctx &ctx, const fuse_create_in &in, std::str
     if (!parent->is_dir())
         return -ENOTDIR;
     int flags = int(in.flags);
+    auto e = replayed(ctx);
+    if (e && e->phase == state::kJournalDone) {
+        if (e->error)
+            return e->error;
+        int err = entry_for(e->nodeid, entry);
+        if (err)
+            return err;
+        if (!handles_.get(e->fh))
+            return -EBADF;
+        out.fh = e->fh;
+        out.open_flags = open_reply_flags(false);
+        return 0;
+    }
+    // Started before a crash: the file may exist because of us; O_EXCL
+    // would turn our own success into EEXIST.
+    if (e)
+        flags &= ~O_EXCL;
+    else
+        journal_begin(ctx);
+    int err = create_file(ctx, *parent, name, flags, in.mode, entry, out);
+    if (!e)
+        journal_done(err, err ? 0 : entry.nodeid, err ? 0 : out.fh);
+    return err;
+}
+
+int Passthrough::create_file(const fuse::Ctx &ctx, const state::Inode &parent,
+                             std::string_view name, int flags, uint32_t mode,
+                             fuse_entry_out &entry, fuse_open_out &out)
+{
     // O_NOFOLLOW: an existing symlink at this name must not be followed
     // (it may point out of the jail); the client resolved links already.
     int hflags = host_open_flags(flags, writeback_) | O_CREAT | (flags & O_EXCL) | O_NOFOLLOW;
@@ -86,7 +135,7 @@ int Passthrough::create(const fuse::Ctx &ctx, const fuse_create_in &in, std::str
         CredScope cred(ctx, opts_.switch_creds, opts_.host_pids);
         if (!cred.ok())
             return cred.error();
-        fd.reset(openat(parent->fd.get(), n.c_str(), hflags, in.mode));
+        fd.reset(openat(parent.fd.get(), n.c_str(), hflags, mode));
     }
     if (!fd)
         return -errno;
@@ -116,6 +165,28 @@ int Passthrough::tmpfile(const fuse::Ctx &ctx, const fuse_create_in &in, fuse_en
         return -ESTALE;
     if (!parent->is_dir())
         return -ENOTDIR;
+    if (auto e = replayed(ctx); e && e->phase == state::kJournalDone) {
+        if (e->error)
+            return e->error;
+        int err = entry_for(e->nodeid, entry);
+        if (err)
+            return err;
+        if (!handles_.get(e->fh))
+            return -EBADF;
+        out.fh = e->fh;
+        out.open_flags = open_reply_flags(false);
+        return 0;
+    }
+    journal_begin(ctx);
+    int err = tmpfile_create(ctx, *parent, in, entry, out);
+    journal_done(err, err ? 0 : entry.nodeid, err ? 0 : out.fh);
+    return err;
+}
+
+int Passthrough::tmpfile_create(const fuse::Ctx &ctx, const state::Inode &parent,
+                                const fuse_create_in &in, fuse_entry_out &entry,
+                                fuse_open_out &out)
+{
     int hflags = host_open_flags(int(in.flags), writeback_) | O_TMPFILE;
     // O_TMPFILE needs write access: O_WRONLY or O_RDWR must be present.
     if ((hflags & O_ACCMODE) == O_RDONLY)
@@ -125,7 +196,7 @@ int Passthrough::tmpfile(const fuse::Ctx &ctx, const fuse_create_in &in, fuse_en
         CredScope cred(ctx, opts_.switch_creds, opts_.host_pids);
         if (!cred.ok())
             return cred.error();
-        fd.reset(openat(parent->fd.get(), ".", hflags, in.mode));
+        fd.reset(openat(parent.fd.get(), ".", hflags, in.mode));
     }
     if (!fd)
         return -errno;
@@ -136,6 +207,9 @@ int Passthrough::tmpfile(const fuse::Ctx &ctx, const fuse_create_in &in, fuse_en
     if (err)
         return err;
     auto ino = inodes_.get(entry.nodeid);
+    // No name will ever bring an O_TMPFILE back: only its fd can.
+    if (ino)
+        keep_inode(*ino);
     err = ino ? make_handle(std::move(ino), std::move(fd), hflags & ~O_TMPFILE, false, out)
               : -ESTALE;
     if (err)
@@ -177,7 +251,25 @@ int Passthrough::write(const fuse::Ctx &ctx, const fuse_write_in &in,
     auto h = handles_.get(in.fh);
     if (!h || h->dir)
         return -EBADF;
-    (void)ctx;
+    // Appends are the one write that is not idempotent: a resent append
+    // must not land twice.  The size before it tells whether it landed.
+    const bool append = (h->flags & O_APPEND) != 0;
+    if (append) {
+        struct stat st;
+        if (fstat(h->fd.get(), &st) < 0)
+            return -errno;
+        if (auto e = replayed(ctx)) {
+            if (e->phase == state::kJournalDone) {
+                out.size = e->u32;
+                return e->error;
+            }
+            if (uint64_t(st.st_size) >= e->u64 + data.size()) {
+                out.size = uint32_t(data.size());
+                return 0;
+            }
+        }
+        journal_begin(ctx, uint64_t(st.st_size));
+    }
     size_t done = 0;
     while (done < data.size()) {
         ssize_t n = pwrite(h->fd.get(), data.data() + done, data.size() - done,
@@ -187,10 +279,14 @@ int Passthrough::write(const fuse::Ctx &ctx, const fuse_write_in &in,
                 continue;
             if (done)
                 break;
+            if (append)
+                journal_done(-errno);
             return -errno;
         }
         done += size_t(n);
     }
+    if (append)
+        journal_done(0, 0, 0, uint32_t(done));
     // We write as root, whom the host never strips of suid; the kernel
     // tells us when the writer could not have kept it.
     if (in.write_flags & FUSE_WRITE_KILL_SUIDGID) {
@@ -215,10 +311,12 @@ int Passthrough::flush(const fuse::Ctx &, const fuse_flush_in &in)
             std::lock_guard g(h->inode->lock_mu);
             auto it = h->inode->lock_fds.find(in.lock_owner);
             if (it != h->inode->lock_fds.end()) {
-                owner_fd = std::move(it->second);
+                owner_fd = std::move(it->second.fd);
                 h->inode->lock_fds.erase(it);
             }
         }
+        if (owner_fd && rec_.store)
+            rec_.store->remove(lock_name(h->inode->nodeid, in.lock_owner));
     }
     // Let the host filesystem see a close (NFS-style flush-on-close).
     int d = dup(h->fd.get());
@@ -229,11 +327,43 @@ int Passthrough::flush(const fuse::Ctx &, const fuse_flush_in &in)
     return 0;
 }
 
-int Passthrough::release(const fuse::Ctx &, const fuse_release_in &in, bool dir)
+int Passthrough::release(const fuse::Ctx &ctx, const fuse_release_in &in, bool dir)
 {
+    if (auto e = replayed(ctx); e && e->phase == state::kJournalDone)
+        return e->error;
+    bool stored = in.fh > 0 && in.fh < handles_.capacity() &&
+                  (handles_.record(in.fh).flags.load(std::memory_order_acquire) &
+                   state::kHandleFdStored);
+    journal_begin(ctx);
     auto h = handles_.remove(in.fh);
+    // A resent RELEASE whose handle is gone was carried out before the crash.
+    int err = h ? 0 : (ctx.resent ? 0 : -EBADF);
+    journal_done(err);
     if (!h)
-        return -EBADF;
+        return err;
+    if (h->inode) {
+        h->inode->open_count.fetch_sub(1, std::memory_order_relaxed);
+        // An OFD lock belongs to the open file, and the kernel tells us
+        // nothing when that file goes but this RELEASE.  POSIX owners that
+        // locked through it were dropped by the FLUSH before.
+        std::vector<uint64_t> gone;
+        {
+            std::lock_guard g(h->inode->lock_mu);
+            for (auto it = h->inode->lock_fds.begin(); it != h->inode->lock_fds.end();) {
+                if (it->second.fh == in.fh) {
+                    gone.push_back(it->first);
+                    it = h->inode->lock_fds.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+        }
+        if (rec_.store)
+            for (uint64_t owner : gone)
+                rec_.store->remove(lock_name(h->inode->nodeid, owner));
+    }
+    if (stored && rec_.store)
+        rec_.store->remove("h" + std::to_string(in.fh));
     if (h->dir != dir)
         LOG_WARN("release of fh %llu with the wrong kind", (unsigned long long)in.fh);
     if (in.release_flags & FUSE_RELEASE_FLOCK_UNLOCK)

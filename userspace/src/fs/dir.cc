@@ -37,6 +37,15 @@ int Passthrough::opendir(const fuse::Ctx &ctx, const fuse_open_in &in, fuse_open
         return -ESTALE;
     if (!ino->is_dir())
         return -ENOTDIR;
+    if (auto e = replayed(ctx); e && e->phase == state::kJournalDone) {
+        if (e->error)
+            return e->error;
+        if (!handles_.get(e->fh))
+            return -EBADF;
+        out.fh = e->fh;
+        out.open_flags = open_reply_flags(true);
+        return 0;
+    }
     int fd;
     {
         CredScope cred(ctx, opts_.switch_creds, opts_.host_pids);
@@ -47,7 +56,10 @@ int Passthrough::opendir(const fuse::Ctx &ctx, const fuse_open_in &in, fuse_open
     (void)in;
     if (fd < 0)
         return fd;
-    return make_handle(std::move(ino), Fd(fd), O_RDONLY | O_DIRECTORY, true, out);
+    journal_begin(ctx);
+    int err = make_handle(std::move(ino), Fd(fd), O_RDONLY | O_DIRECTORY, true, out);
+    journal_done(err, 0, err ? 0 : out.fh);
+    return err;
 }
 
 int Passthrough::readdir(const fuse::Ctx &ctx, const fuse_read_in &in, bool plus,
@@ -56,7 +68,11 @@ int Passthrough::readdir(const fuse::Ctx &ctx, const fuse_read_in &in, bool plus
     auto h = handles_.get(in.fh);
     if (!h || !h->dir)
         return -EBADF;
-    (void)ctx;
+    // READDIRPLUS looks entries up: as the caller, so a directory it may
+    // list but not search yields names without attributes it couldn't stat.
+    CredScope cred(ctx, plus && opts_.switch_creds, opts_.host_pids);
+    if (!cred.ok())
+        return cred.error();
     std::lock_guard g(h->mu);
     if (::lseek(h->fd.get(), off_t(in.offset), SEEK_SET) < 0)
         return -errno;
@@ -92,11 +108,10 @@ int Passthrough::readdir(const fuse::Ctx &ctx, const fuse_read_in &in, bool plus
                     int err = do_lookup(*h->inode, d->d_name, dp->entry_out);
                     if (err == -ENOENT)
                         continue; // removed since getdents: not part of the listing
-                    if (err) {
-                        if (used)
-                            goto done;
-                        return err;
-                    }
+                    // Not looked up (EACCES...): the name without attributes;
+                    // nodeid 0 tells the kernel to make no dentry of it.
+                    if (err)
+                        memset(&dp->entry_out, 0, sizeof(dp->entry_out));
                 }
                 fd = &dp->dirent;
             } else {
@@ -113,7 +128,6 @@ int Passthrough::readdir(const fuse::Ctx &ctx, const fuse_read_in &in, bool plus
             used += need;
         }
     }
-done:
     out.set_payload_len(used);
     return 0;
 }

@@ -48,22 +48,31 @@ int Passthrough::getlk(const fuse::Ctx &ctx, const fuse_lk_in &in, fuse_lk_out &
     struct flock fl;
     if (!to_flock(in.lk, fl))
         return -EINVAL;
-    int fd = h->fd.get();
-    {
-        std::lock_guard g(h->inode->lock_mu);
-        auto it = h->inode->lock_fds.find(in.owner);
-        if (it != h->inode->lock_fds.end())
-            fd = it->second.get();
-        // Ask with the owner's own description so its locks don't conflict with
-        // themselves; the handle's fd holds no POSIX locks of anyone.
-        if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
-            return -errno;
-    }
+    std::lock_guard g(h->inode->lock_mu);
+    auto &owners = h->inode->lock_fds;
+    auto me = owners.find(in.owner);
+    // Ask with the owner's own description so its locks don't conflict with
+    // themselves; the handle's fd holds no record locks of anyone.
+    int fd = me != owners.end() && me->second.fd ? me->second.fd.get() : h->fd.get();
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        return -errno;
     out.lk.type = uint32_t(fl.l_type);
-    if (fl.l_type != F_UNLCK) {
-        out.lk.start = uint64_t(fl.l_start);
-        out.lk.end = fl.l_len == 0 ? uint64_t(LLONG_MAX) : uint64_t(fl.l_start + fl.l_len - 1);
-        out.lk.pid = 0; // OFD locks have no pid
+    if (fl.l_type == F_UNLCK)
+        return 0;
+    out.lk.start = uint64_t(fl.l_start);
+    out.lk.end = fl.l_len == 0 ? uint64_t(LLONG_MAX) : uint64_t(fl.l_start + fl.l_len - 1);
+    // OFD locks carry no pid.  Find the holder: probing from the holder's
+    // own description, its lock no longer conflicts.
+    struct flock probe;
+    for (auto &[owner, lo] : owners) {
+        if (owner == in.owner || !lo.fd)
+            continue;
+        to_flock(in.lk, probe);
+        if (fcntl(lo.fd.get(), F_OFD_GETLK, &probe) == 0 &&
+            (probe.l_type == F_UNLCK || probe.l_start != fl.l_start || probe.l_len != fl.l_len)) {
+            out.lk.pid = lo.pid;
+            break;
+        }
     }
     return 0;
 }
@@ -101,6 +110,14 @@ int Passthrough::setlk(const fuse::Ctx &ctx, const fuse_lk_in &in, bool wait)
                !w.interrupted.load(std::memory_order_acquire))
             ;
         int err = r < 0 ? -errno : 0;
+        // A flock lives on the open file: keep that file in the fd store so
+        // the lock outlives a crash of this process.
+        if (!err && op != LOCK_UN && op != (LOCK_UN | LOCK_NB) && rec_.store) {
+            auto &hr = handles_.record(h->fh);
+            if (!(hr.flags.load(std::memory_order_acquire) & state::kHandleFdStored) &&
+                rec_.store->store("h" + std::to_string(h->fh), h->fd.get()) == 0)
+                hr.flags.fetch_or(state::kHandleFdStored, std::memory_order_release);
+        }
         if (wait) {
             std::lock_guard g(waiters_mu_);
             waiters_.erase(ctx.unique);
@@ -114,7 +131,11 @@ int Passthrough::setlk(const fuse::Ctx &ctx, const fuse_lk_in &in, bool wait)
     int fd;
     {
         std::lock_guard g(h->inode->lock_mu);
-        auto &slot = h->inode->lock_fds[in.owner];
+        auto &lo = h->inode->lock_fds[in.owner];
+        auto &slot = lo.fd;
+        if (fl.l_type != F_UNLCK)
+            lo.pid = in.lk.pid;
+        lo.fh = h->fh;
         if (!slot) {
             if (fl.l_type == F_UNLCK) {
                 h->inode->lock_fds.erase(in.owner);
@@ -126,6 +147,10 @@ int Passthrough::setlk(const fuse::Ctx &ctx, const fuse_lk_in &in, bool wait)
                 return nfd;
             }
             slot.reset(nfd);
+            // The owner's locks live on this fd: the store keeps it (and so
+            // the locks) through a crash of this process.
+            if (rec_.store)
+                rec_.store->store(lock_name(h->inode->nodeid, in.owner), nfd);
         }
         fd = slot.get();
         if (!wait) {

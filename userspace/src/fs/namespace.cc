@@ -30,14 +30,63 @@ bool is_dot(std::string_view n) { return n == "." || n == ".."; }
     if (!cred_.ok())                                                                               \
         return cred_.error();
 
+int Passthrough::entry_op(const fuse::Ctx &ctx, const state::Inode &parent, std::string_view name,
+                          fuse_entry_out &out, const std::function<int()> &make)
+{
+    if (auto e = replayed(ctx)) {
+        if (e->phase == state::kJournalDone)
+            return e->error ? e->error : entry_for(e->nodeid, out);
+        // Started but not finished: if the name exists now, our predecessor
+        // made it; answering EEXIST would report our own success as failure.
+        int err = make();
+        if (err && err != -EEXIST)
+            return err;
+        return do_lookup(parent, name, out);
+    }
+    journal_begin(ctx);
+    int err = make();
+    if (!err)
+        err = do_lookup(parent, name, out);
+    journal_done(err, err ? 0 : out.nodeid);
+    return err;
+}
+
+int Passthrough::remove_op(const fuse::Ctx &ctx, const std::function<int()> &op)
+{
+    if (auto e = replayed(ctx)) {
+        if (e->phase == state::kJournalDone)
+            return e->error;
+        // Started: a name already gone was removed by our predecessor.
+        int err = op();
+        return err == -ENOENT ? 0 : err;
+    }
+    journal_begin(ctx);
+    int err = op();
+    journal_done(err);
+    return err;
+}
+
 int Passthrough::lookup(const fuse::Ctx &ctx, std::string_view name, fuse_entry_out &out)
 {
     PARENT_DIR(parent, ctx.nodeid);
+    // LOOKUP is journaled for its side effect: each reply is one kernel
+    // reference (nlookup), which a resend must not count twice.
+    if (auto e = replayed(ctx); e && e->phase == state::kJournalDone)
+        return e->error ? e->error : entry_for(e->nodeid, out);
     WITH_CREDS(ctx);
-    return do_lookup(*parent, name, out);
+    journal_begin(ctx);
+    int err = do_lookup(*parent, name, out);
+    journal_done(err, err ? 0 : out.nodeid);
+    return err;
 }
 
-void Passthrough::forget(uint64_t nodeid, uint64_t nlookup) { inodes_.forget(nodeid, nlookup); }
+void Passthrough::forget(uint64_t nodeid, uint64_t nlookup)
+{
+    bool stored = nodeid < inodes_.capacity() &&
+                  (inodes_.record(nodeid).flags & state::kInodeFdStored);
+    if (inodes_.forget(nodeid, nlookup) && stored && rec_.store)
+        rec_.store->remove("i" + std::to_string(nodeid));
+}
 
 int Passthrough::mknod(const fuse::Ctx &ctx, const fuse_mknod_in &in, std::string_view name,
                        fuse_entry_out &out)
@@ -49,9 +98,9 @@ int Passthrough::mknod(const fuse::Ctx &ctx, const fuse_mknod_in &in, std::strin
     PARENT_DIR(parent, ctx.nodeid);
     WITH_CREDS(ctx);
     std::string n(name);
-    if (mknodat(parent->fd.get(), n.c_str(), in.mode, in.rdev) < 0)
-        return -errno;
-    return do_lookup(*parent, name, out);
+    return entry_op(ctx, *parent, name, out, [&] {
+        return mknodat(parent->fd.get(), n.c_str(), in.mode, in.rdev) < 0 ? -errno : 0;
+    });
 }
 
 int Passthrough::mkdir(const fuse::Ctx &ctx, const fuse_mkdir_in &in, std::string_view name,
@@ -64,9 +113,9 @@ int Passthrough::mkdir(const fuse::Ctx &ctx, const fuse_mkdir_in &in, std::strin
     PARENT_DIR(parent, ctx.nodeid);
     WITH_CREDS(ctx);
     std::string n(name);
-    if (mkdirat(parent->fd.get(), n.c_str(), in.mode) < 0)
-        return -errno;
-    return do_lookup(*parent, name, out);
+    return entry_op(ctx, *parent, name, out, [&] {
+        return mkdirat(parent->fd.get(), n.c_str(), in.mode) < 0 ? -errno : 0;
+    });
 }
 
 int Passthrough::symlink(const fuse::Ctx &ctx, std::string_view name, std::string_view target,
@@ -80,9 +129,9 @@ int Passthrough::symlink(const fuse::Ctx &ctx, std::string_view name, std::strin
     WITH_CREDS(ctx);
     // The target is stored, never resolved here: the client resolves it.
     std::string n(name), t(target);
-    if (symlinkat(t.c_str(), parent->fd.get(), n.c_str()) < 0)
-        return -errno;
-    return do_lookup(*parent, name, out);
+    return entry_op(ctx, *parent, name, out, [&] {
+        return symlinkat(t.c_str(), parent->fd.get(), n.c_str()) < 0 ? -errno : 0;
+    });
 }
 
 int Passthrough::unlink(const fuse::Ctx &ctx, std::string_view name)
@@ -94,9 +143,13 @@ int Passthrough::unlink(const fuse::Ctx &ctx, std::string_view name)
     PARENT_DIR(parent, ctx.nodeid);
     WITH_CREDS(ctx);
     std::string n(name);
-    if (unlinkat(parent->fd.get(), n.c_str(), 0) < 0)
-        return -errno;
-    return 0;
+    return remove_op(ctx, [&] {
+        auto victim = known_inode(parent->fd.get(), n);
+        if (unlinkat(parent->fd.get(), n.c_str(), 0) < 0)
+            return -errno;
+        keep_if_orphaned(std::move(victim));
+        return 0;
+    });
 }
 
 int Passthrough::rmdir(const fuse::Ctx &ctx, std::string_view name)
@@ -110,9 +163,9 @@ int Passthrough::rmdir(const fuse::Ctx &ctx, std::string_view name)
     PARENT_DIR(parent, ctx.nodeid);
     WITH_CREDS(ctx);
     std::string n(name);
-    if (unlinkat(parent->fd.get(), n.c_str(), AT_REMOVEDIR) < 0)
-        return -errno;
-    return 0;
+    return remove_op(ctx, [&] {
+        return unlinkat(parent->fd.get(), n.c_str(), AT_REMOVEDIR) < 0 ? -errno : 0;
+    });
 }
 
 int Passthrough::rename(const fuse::Ctx &ctx, std::string_view name, uint64_t newdir,
@@ -128,9 +181,13 @@ int Passthrough::rename(const fuse::Ctx &ctx, std::string_view name, uint64_t ne
     PARENT_DIR(to, newdir);
     WITH_CREDS(ctx);
     std::string a(name), b(newname);
-    if (renameat2(from->fd.get(), a.c_str(), to->fd.get(), b.c_str(), flags) < 0)
-        return -errno;
-    return 0;
+    return remove_op(ctx, [&] {
+        auto victim = (flags & RENAME_EXCHANGE) ? nullptr : known_inode(to->fd.get(), b);
+        if (renameat2(from->fd.get(), a.c_str(), to->fd.get(), b.c_str(), flags) < 0)
+            return -errno;
+        keep_if_orphaned(std::move(victim));
+        return 0;
+    });
 }
 
 int Passthrough::link(const fuse::Ctx &ctx, uint64_t oldnode, std::string_view newname,
@@ -156,18 +213,21 @@ int Passthrough::link(const fuse::Ctx &ctx, uint64_t oldnode, std::string_view n
             if (faccessat(parent->fd.get(), "", W_OK | X_OK, AT_EACCESS | AT_EMPTY_PATH) < 0)
                 return -errno;
         }
-        if (linkat(ino->fd.get(), "", parent->fd.get(), n.c_str(), AT_EMPTY_PATH) < 0)
-            return -errno;
-        return do_lookup(*parent, newname, out);
+        return entry_op(ctx, *parent, newname, out, [&] {
+            return linkat(ino->fd.get(), "", parent->fd.get(), n.c_str(), AT_EMPTY_PATH) < 0
+                       ? -errno
+                       : 0;
+        });
     }
     WITH_CREDS(ctx);
     // linkat() through the /proc magic link names the inode itself (even a
     // symlink or an O_TMPFILE), without CAP_DAC_READ_SEARCH for AT_EMPTY_PATH.
     char path[32];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", ino->fd.get());
-    if (linkat(AT_FDCWD, path, parent->fd.get(), n.c_str(), AT_SYMLINK_FOLLOW) < 0)
-        return -errno;
-    return do_lookup(*parent, newname, out);
+    return entry_op(ctx, *parent, newname, out, [&] {
+        return linkat(AT_FDCWD, path, parent->fd.get(), n.c_str(), AT_SYMLINK_FOLLOW) < 0 ? -errno
+                                                                                       : 0;
+    });
 }
 
 } // namespace holdfast::fs

@@ -43,8 +43,9 @@ bool parse_cache_mode(const char *s, CacheMode &out)
     return false;
 }
 
-Passthrough::Passthrough(Options opts, state::InodeTable &inodes, state::HandleTable &handles)
-    : opts_(std::move(opts)), inodes_(inodes), handles_(handles)
+Passthrough::Passthrough(Options opts, state::InodeTable &inodes, state::HandleTable &handles,
+                         Recovery rec)
+    : opts_(std::move(opts)), inodes_(inodes), handles_(handles), rec_(rec)
 {
     Fd root(::open(opts_.shared_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!root)
@@ -61,7 +62,7 @@ Passthrough::Passthrough(Options opts, state::InodeTable &inodes, state::HandleT
     if (!proc_self_fd_)
         throw std::runtime_error("cannot open /proc/self/fd (is /proc mounted?): " +
                                  std::string(strerror(errno)));
-    inodes_.set_root(std::move(root), st);
+    root_path_ = std::move(root);
 
     switch (opts_.cache) {
     case CacheMode::never:
@@ -222,13 +223,17 @@ int Passthrough::make_handle(std::shared_ptr<Inode> ino, Fd fd, int flags, bool 
                              fuse_open_out &out)
 {
     auto h = std::make_shared<state::Handle>();
+    ino->open_count.fetch_add(1, std::memory_order_relaxed);
     h->inode = std::move(ino);
     h->fd = std::move(fd);
     h->flags = flags;
     h->dir = dir;
+    auto inode = h->inode;
     uint64_t fh = handles_.add(std::move(h));
-    if (!fh)
+    if (!fh) {
+        inode->open_count.fetch_sub(1, std::memory_order_relaxed);
         return -ENFILE;
+    }
     out.fh = fh;
     out.open_flags = open_reply_flags(dir);
     return 0;

@@ -5,16 +5,22 @@
 // /proc/self/fd, so no request ever resolves a path the client controls.
 #pragma once
 
+#include "fdstore/client.h"
 #include "fuse/filesystem.h"
 #include "state/handle_table.h"
 #include "state/inode_table.h"
+#include "state/journal.h"
 #include "util/fd.h"
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace holdfast::fs {
 
@@ -36,10 +42,26 @@ struct Options {
     bool host_pids = true;
 };
 
+// What survives a crash beyond the region: the fd store, if there is one,
+// and the journal.  Both optional (recovery off, or unit tests).
+struct Recovery {
+    state::Journal *journal = nullptr;
+    fdstore::Notifier *store = nullptr;
+};
+
 class Passthrough final : public fuse::Filesystem {
   public:
     // Opens the shared directory; throws std::runtime_error with a message.
-    Passthrough(Options opts, state::InodeTable &inodes, state::HandleTable &handles);
+    Passthrough(Options opts, state::InodeTable &inodes, state::HandleTable &handles,
+                Recovery rec = {});
+
+    // A new region: the shared directory becomes node 1.
+    void start_fresh();
+    // A region from a previous server: rebuild from it, taking back the
+    // fds it left in the store ("i<nodeid>", "h<fh>", "l<nodeid>.<owner>").
+    // Throws std::runtime_error if the region does not describe this
+    // shared directory.
+    void recover(std::vector<fdstore::NamedFd> stored);
 
     uint64_t init_flags(uint64_t kernel_flags) override;
     void init(const fuse::Negotiated &n) override;
@@ -97,6 +119,8 @@ class Passthrough final : public fuse::Filesystem {
     void interrupt(uint64_t unique) override;
 
     const Options &options() const { return opts_; }
+    // Resent requests answered from the journal instead of re-executed.
+    uint64_t replayed() const { return replayed_.load(std::memory_order_relaxed); }
 
   private:
     // Looks `name` up in `parent` and counts one kernel reference.
@@ -113,6 +137,32 @@ class Passthrough final : public fuse::Filesystem {
     int make_handle(std::shared_ptr<state::Inode> ino, Fd fd, int flags, bool dir,
                     fuse_open_out &out);
     int kill_suidgid(int fd) const;
+    int open_file(const fuse::Ctx &ctx, std::shared_ptr<state::Inode> ino,
+                  const fuse_open_in &in, fuse_open_out &out);
+    int create_file(const fuse::Ctx &ctx, const state::Inode &parent, std::string_view name,
+                    int flags, uint32_t mode, fuse_entry_out &entry, fuse_open_out &out);
+    int tmpfile_create(const fuse::Ctx &ctx, const state::Inode &parent,
+                       const fuse_create_in &in, fuse_entry_out &entry, fuse_open_out &out);
+
+    // Recovery helpers (see recovery.cc).
+    std::optional<state::JournalEntry> replayed(const fuse::Ctx &ctx);
+    void journal_begin(const fuse::Ctx &ctx, uint64_t u64 = 0);
+    void journal_done(int err, uint64_t nodeid = 0, uint64_t fh = 0, uint32_t u32 = 0);
+    int entry_for(uint64_t nodeid, fuse_entry_out &out);
+    // Runs `make` (which creates `name` in `parent`) at most once per
+    // request, journaled, and replies with the new entry.
+    int entry_op(const fuse::Ctx &ctx, const state::Inode &parent, std::string_view name,
+                 fuse_entry_out &out, const std::function<int()> &make);
+    // Runs a name-removing op at most once per request, journaled.
+    int remove_op(const fuse::Ctx &ctx, const std::function<int()> &op);
+    // Keeps an inode alive across a crash when no name can bring it back.
+    void keep_inode(const state::Inode &ino);
+    void keep_if_orphaned(std::shared_ptr<state::Inode> ino);
+    std::shared_ptr<state::Inode> known_inode(int dirfd, const std::string &name);
+    Fd resolve_inode(uint64_t nodeid, const state::InodeRecord &r);
+    std::shared_ptr<state::Handle> resolve_handle(uint64_t fh, const state::HandleRecord &r);
+    Fd take_stored(const std::string &name);
+    static std::string lock_name(uint64_t nodeid, uint64_t owner);
 
     // Blocking-lock bookkeeping so INTERRUPT can wake a SETLKW waiter.
     struct Waiter {
@@ -125,6 +175,11 @@ class Passthrough final : public fuse::Filesystem {
     Options opts_;
     state::InodeTable &inodes_;
     state::HandleTable &handles_;
+    Recovery rec_;
+    std::atomic<uint64_t> replayed_{0};
+    std::mutex stored_mu_;
+    std::unordered_map<std::string, Fd> stored_; // fds handed back by the store
+    Fd root_path_; // until start_fresh()/recover() hands it to the table
     Fd root_rdonly_; // an fd syncfs() accepts (O_PATH fds are refused)
     Fd proc_self_fd_;
     double entry_timeout_ = 1.0;

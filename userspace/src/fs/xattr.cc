@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 // Extended attributes, through the /proc/self/fd magic link of the inode so
-// special files are never opened.  Symlinks are refused: their magic link
-// would be followed.
+// special files are never opened.  For a symlink the magic link resolves to
+// the link itself (the O_PATH fd was opened O_NOFOLLOW), never its target.
 #include "fs/creds.h"
 #include "fs/passthrough.h"
 
@@ -30,8 +30,6 @@ int Passthrough::setxattr(const fuse::Ctx &ctx, const fuse_setxattr_in &in,
     if (opts_.readonly && opts_.xattr)
         return -EROFS;
     XATTR_INODE(ino);
-    if (ino->is_lnk())
-        return -EPERM;
     std::string n(name);
     if (::setxattr(path, n.c_str(), value.data(), value.size(), int(in.flags)) < 0)
         return -errno;
@@ -42,8 +40,6 @@ int Passthrough::getxattr(const fuse::Ctx &ctx, std::string_view name, uint32_t 
                           fuse::Reply &out)
 {
     XATTR_INODE(ino);
-    if (ino->is_lnk())
-        return -ENODATA;
     std::string n(name);
     if (size == 0) {
         ssize_t r = ::getxattr(path, n.c_str(), nullptr, 0);
@@ -63,11 +59,6 @@ int Passthrough::getxattr(const fuse::Ctx &ctx, std::string_view name, uint32_t 
 int Passthrough::listxattr(const fuse::Ctx &ctx, uint32_t size, fuse::Reply &out)
 {
     XATTR_INODE(ino);
-    if (ino->is_lnk()) {
-        if (size == 0)
-            out.arg<fuse_getxattr_out>().size = 0;
-        return 0;
-    }
     if (size == 0) {
         ssize_t r = ::listxattr(path, nullptr, 0);
         if (r < 0)
@@ -88,8 +79,6 @@ int Passthrough::removexattr(const fuse::Ctx &ctx, std::string_view name)
     if (opts_.readonly && opts_.xattr)
         return -EROFS;
     XATTR_INODE(ino);
-    if (ino->is_lnk())
-        return -EPERM;
     std::string n(name);
     if (::removexattr(path, n.c_str()) < 0)
         return -errno;

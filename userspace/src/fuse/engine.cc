@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "fuse/engine.h"
 
+#include "util/fault.h"
 #include "util/log.h"
 
 #include <cerrno>
@@ -18,6 +19,20 @@ constexpr uint64_t kAlwaysFlags = FUSE_ASYNC_READ | FUSE_ATOMIC_O_TRUNC | FUSE_B
                                   FUSE_INIT_EXT;
 
 struct Malformed {};
+struct NameTooLong {};
+
+// The kernel sends names up to 1024 bytes (FUSE_NAME_MAX): longer than
+// NAME_MAX is a valid request that fails with ENAMETOOLONG, not garbage.
+constexpr size_t kFuseNameMax = 1024;
+
+void take_name(Reader &a, std::string_view &out)
+{
+    if (!a.cstring(out, kFuseNameMax) || out.empty() ||
+        out.find('/') != std::string_view::npos)
+        throw Malformed{};
+    if (out.size() > NAME_MAX)
+        throw NameTooLong{};
+}
 
 } // namespace
 
@@ -46,7 +61,9 @@ void Engine::handle(std::span<const std::byte> in, Reply &out)
     if (op < kMaxOpcode)
         stats_.requests[op].fetch_add(1, std::memory_order_relaxed);
 
+    fault::point(op, fault::Point::before);
     int err = dispatch(req, out);
+    fault::point(op, fault::Point::after);
     if (err > 0 || err < -511) {
         // The kernel rejects replies outside (-512, 0]; a bug must not turn
         // into a protocol error that takes the request down with it.
@@ -67,8 +84,11 @@ int Engine::do_init(const Request &req, Reply &out)
     Reader r = req.args;
     auto avail = r.remaining();
     size_t need = offsetof(fuse_init_in, flags) + sizeof(in.flags);
-    if (avail < need)
+    if (avail < need) {
+        stats_.malformed.fetch_add(1, std::memory_order_relaxed);
+        LOG_WARN("malformed INIT (%zu bytes of arguments)", avail);
         return -EINVAL;
+    }
     std::span<const std::byte> raw;
     r.bytes(avail < sizeof(in) ? avail : sizeof(in), raw);
     std::memcpy(&in, raw.data(), raw.size());
@@ -111,6 +131,8 @@ int Engine::do_init(const Request &req, Reply &out)
     o.max_pages = limits_.max_pages;
     fs_.init(neg_);
     neg_.done = true;
+    if (on_init_)
+        on_init_(neg_);
     LOG_INFO("INIT: kernel %u.%u, using 7.%u, flags %#llx, kernel offers resend: %s", in.major,
              in.minor, neg_.minor, (unsigned long long)want,
              (kflags & kHasResend) ? "yes" : "no");
@@ -126,7 +148,11 @@ int Engine::do_init(const Request &req, Reply &out)
 int Engine::dispatch(const Request &req, Reply &out)
 {
     const uint32_t op = req.hdr.opcode;
-    Ctx ctx{req.hdr.unique, req.hdr.nodeid, op, req.hdr.uid, req.hdr.gid, req.hdr.pid};
+    const bool resent = (req.hdr.unique & kUniqueResend) != 0;
+    Ctx ctx{req.hdr.unique & ~kUniqueResend, req.hdr.nodeid, op, req.hdr.uid, req.hdr.gid,
+            req.hdr.pid, resent};
+    if (resent)
+        stats_.resent.fetch_add(1, std::memory_order_relaxed);
     Reader a = req.args;
 
     if (op == FUSE_INIT)
@@ -140,7 +166,7 @@ int Engine::dispatch(const Request &req, Reply &out)
         switch (op) {
         case FUSE_LOOKUP: {
             std::string_view name;
-            NEED(a.name(name));
+            take_name(a, name);
             return fs_.lookup(ctx, name, out.arg<fuse_entry_out>());
         }
         case FUSE_FORGET: {
@@ -187,44 +213,51 @@ int Engine::dispatch(const Request &req, Reply &out)
             return fs_.readlink(ctx, out);
         case FUSE_SYMLINK: {
             std::string_view name, target;
-            NEED(a.name(name));
+            take_name(a, name);
             NEED(a.cstring(target, PATH_MAX - 1) && !target.empty());
             return fs_.symlink(ctx, name, target, out.arg<fuse_entry_out>());
         }
         case FUSE_MKNOD: {
             fuse_mknod_in in;
             std::string_view name;
-            NEED(a.read(in) && a.name(name));
+            NEED(a.read(in));
+            take_name(a, name);
             return fs_.mknod(ctx, in, name, out.arg<fuse_entry_out>());
         }
         case FUSE_MKDIR: {
             fuse_mkdir_in in;
             std::string_view name;
-            NEED(a.read(in) && a.name(name));
+            NEED(a.read(in));
+            take_name(a, name);
             return fs_.mkdir(ctx, in, name, out.arg<fuse_entry_out>());
         }
         case FUSE_UNLINK:
         case FUSE_RMDIR: {
             std::string_view name;
-            NEED(a.name(name));
+            take_name(a, name);
             return op == FUSE_UNLINK ? fs_.unlink(ctx, name) : fs_.rmdir(ctx, name);
         }
         case FUSE_RENAME: {
             fuse_rename_in in;
             std::string_view from, to;
-            NEED(a.read(in) && a.name(from) && a.name(to));
+            NEED(a.read(in));
+            take_name(a, from);
+            take_name(a, to);
             return fs_.rename(ctx, from, in.newdir, to, 0);
         }
         case FUSE_RENAME2: {
             fuse_rename2_in in;
             std::string_view from, to;
-            NEED(a.read(in) && a.name(from) && a.name(to));
+            NEED(a.read(in));
+            take_name(a, from);
+            take_name(a, to);
             return fs_.rename(ctx, from, in.newdir, to, in.flags);
         }
         case FUSE_LINK: {
             fuse_link_in in;
             std::string_view name;
-            NEED(a.read(in) && a.name(name));
+            NEED(a.read(in));
+            take_name(a, name);
             return fs_.link(ctx, in.oldnodeid, name, out.arg<fuse_entry_out>());
         }
         case FUSE_OPEN:
@@ -237,7 +270,8 @@ int Engine::dispatch(const Request &req, Reply &out)
         case FUSE_CREATE: {
             fuse_create_in in;
             std::string_view name;
-            NEED(a.read(in) && a.name(name));
+            NEED(a.read(in));
+            take_name(a, name);
             auto [e, o] = out.args2<fuse_entry_out, fuse_open_out>();
             return fs_.create(ctx, in, name, *e, *o);
         }
@@ -333,7 +367,7 @@ int Engine::dispatch(const Request &req, Reply &out)
             fuse_interrupt_in in;
             out.suppress();
             NEED(a.read(in));
-            fs_.interrupt(in.unique);
+            fs_.interrupt(in.unique & ~kUniqueResend);
             return 0;
         }
         case FUSE_DESTROY:
@@ -379,6 +413,8 @@ int Engine::dispatch(const Request &req, Reply &out)
                     opcode_name(op) ? opcode_name(op) : "unknown");
             return -ENOSYS;
         }
+    } catch (const NameTooLong &) {
+        return -ENAMETOOLONG;
     } catch (const Malformed &) {
         stats_.malformed.fetch_add(1, std::memory_order_relaxed);
         LOG_WARN("malformed %s request (unique %#llx, %u bytes)",

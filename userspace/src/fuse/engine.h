@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <span>
 
 namespace holdfast::fuse {
@@ -22,6 +23,7 @@ struct OpStats {
     std::atomic<uint64_t> errors[kMaxOpcode] = {};
     std::atomic<uint64_t> unknown = 0;   // opcodes we do not implement
     std::atomic<uint64_t> malformed = 0; // requests that failed validation
+    std::atomic<uint64_t> resent = 0;    // requests carrying FUSE_UNIQUE_RESEND
 };
 
 class Engine {
@@ -39,7 +41,14 @@ class Engine {
 
     const Negotiated &negotiated() const { return neg_; }
     // A restarted server adopts what the previous one negotiated (no new INIT).
-    void adopt(const Negotiated &n) { neg_ = n; }
+    void adopt(const Negotiated &n)
+    {
+        neg_ = n;
+        neg_.done = true;
+        fs_.init(neg_);
+    }
+    // Called once INIT is settled (the daemon persists it for a successor).
+    void set_on_init(std::function<void(const Negotiated &)> f) { on_init_ = std::move(f); }
     bool destroyed() const { return destroyed_.load(std::memory_order_acquire); }
     const OpStats &stats() const { return stats_; }
 
@@ -50,6 +59,7 @@ class Engine {
     Filesystem &fs_;
     EngineLimits limits_;
     Negotiated neg_;
+    std::function<void(const Negotiated &)> on_init_;
     std::atomic<bool> destroyed_{false};
     OpStats stats_;
 };

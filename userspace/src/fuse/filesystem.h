@@ -13,8 +13,10 @@
 
 namespace holdfast::fuse {
 
-// Who is asking, about what.  `nodeid` is the header's node id, already
-// stripped of nothing: filesystems validate it against their tables.
+// Who is asking, about what.  `nodeid` is the header's node id as sent:
+// filesystems validate it against their tables.  `unique` is stripped of
+// FUSE_UNIQUE_RESEND; `resent` says the kernel re-sent the request after a
+// server restart, so it may already have taken effect.
 struct Ctx {
     uint64_t unique;
     uint64_t nodeid;
@@ -22,6 +24,7 @@ struct Ctx {
     uint32_t uid;
     uint32_t gid;
     uint32_t pid;
+    bool resent = false;
 };
 
 // What INIT settled; filesystems adapt to it (writeback, max sizes).

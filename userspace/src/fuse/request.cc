@@ -15,7 +15,9 @@ bool Reader::name(std::string_view &out)
 bool Reader::cstring(std::string_view &out, size_t max)
 {
     size_t avail = remaining();
-    size_t scan = avail < max + 1 ? avail : max + 1;
+    size_t scan = max < avail ? max + 1 : avail;
+    if (scan == 0)
+        return false;
     const void *nul = std::memchr(p_, 0, scan);
     if (!nul)
         return false;

@@ -105,7 +105,12 @@ class Reply {
 
     // Payload: the fs writes into payload_space() and then commits a length.
     std::span<std::byte> payload_space() { return area_.first(payload_cap_); }
-    void limit_payload(size_t cap) { payload_cap_ = cap < area_.size() ? cap : area_.size(); }
+    void limit_payload(size_t cap)
+    {
+        payload_cap_ = cap < area_.size() ? cap : area_.size();
+        if (payload_len_ > payload_cap_)
+            payload_len_ = payload_cap_;
+    }
     void set_payload_len(size_t n) { payload_len_ = n <= payload_cap_ ? n : payload_cap_; }
     bool append_payload(const void *p, size_t n)
     {

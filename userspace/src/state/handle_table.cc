@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "state/handle_table.h"
 
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
 namespace holdfast::state {
 
 HandleTable::HandleTable(Region &r)
-    : rec_(r.handles()), cap_(r.header().handle_capacity),
+    : hdr_(&r.header()), rec_(r.handles()), cap_(r.header().handle_capacity),
       objs_(std::make_unique<std::shared_ptr<Handle>[]>(cap_))
 {
 }
@@ -19,6 +23,7 @@ uint64_t HandleTable::add(std::shared_ptr<Handle> h)
             free_.pop_back();
         } else if (next_ < cap_) {
             slot = next_++;
+            hdr_->handle_high.store(next_, std::memory_order_release);
         } else {
             return 0;
         }
@@ -28,6 +33,7 @@ uint64_t HandleTable::add(std::shared_ptr<Handle> h)
     r.kind = h->dir ? kDir : kFile;
     r.nodeid = h->inode ? h->inode->nodeid : 0;
     r.open_flags = static_cast<uint32_t>(h->flags);
+    r.flags.store(0, std::memory_order_relaxed);
     h->fh = slot;
     {
         std::lock_guard s(stripes_[slot % kStripes]);
@@ -42,7 +48,40 @@ std::shared_ptr<Handle> HandleTable::get(uint64_t fh) const
     if (fh == 0 || fh >= cap_)
         return nullptr;
     std::lock_guard s(stripes_[fh % kStripes]);
-    return objs_[fh];
+    auto &o = objs_[fh];
+    if (o || !lazy_)
+        return o;
+    if (rec_[fh].state.load(std::memory_order_acquire) != kLive)
+        return nullptr;
+    o = resolver_(fh, rec_[fh]);
+    if (o)
+        o->fh = fh;
+    return o;
+}
+
+void HandleTable::recover(Resolver resolver, uint64_t inode_capacity)
+{
+    std::lock_guard g(alloc_mu_);
+    resolver_ = std::move(resolver);
+    const uint64_t high = hdr_->handle_high.load(std::memory_order_acquire);
+    free_.clear();
+    live_ = 0;
+    for (uint64_t fh = 1; fh < high; fh++) {
+        const HandleRecord &r = rec_[fh];
+        uint32_t st = r.state.load(std::memory_order_acquire);
+        if (st == kFree) {
+            free_.push_back(fh);
+            continue;
+        }
+        if (st != kLive || (r.kind != kFile && r.kind != kDir) || r.nodeid == 0 ||
+            r.nodeid >= inode_capacity)
+            throw std::runtime_error("refusing state region: handle record " +
+                                     std::to_string(fh) + " is corrupt");
+        live_++;
+    }
+    next_ = high;
+    std::reverse(free_.begin(), free_.end());
+    lazy_ = true;
 }
 
 std::shared_ptr<Handle> HandleTable::remove(uint64_t fh)
@@ -53,6 +92,17 @@ std::shared_ptr<Handle> HandleTable::remove(uint64_t fh)
     {
         std::lock_guard s(stripes_[fh % kStripes]);
         h = std::move(objs_[fh]);
+        // After a restart a live handle may never have been reopened here:
+        // it is released all the same (resolve it first so the caller can
+        // undo what it holds).
+        if (!h && lazy_ && rec_[fh].state.load(std::memory_order_acquire) == kLive) {
+            h = resolver_(fh, rec_[fh]);
+            if (!h) {
+                h = std::make_shared<Handle>();
+                h->dir = rec_[fh].kind == kDir;
+            }
+            h->fh = fh;
+        }
     }
     if (!h)
         return nullptr;

@@ -8,6 +8,7 @@
 #include "util/fd.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -27,7 +28,15 @@ struct Handle {
 
 class HandleTable {
   public:
+    // Reopens a live handle after a restart; null means it cannot be.
+    using Resolver = std::function<std::shared_ptr<Handle>(uint64_t fh, const HandleRecord &)>;
+
     explicit HandleTable(Region &r);
+
+    // Rebuilds allocation state from the region; handles reopen lazily.
+    // Throws std::runtime_error on a corrupt record.
+    void recover(Resolver resolver, uint64_t inode_capacity);
+    HandleRecord &record(uint64_t fh) { return rec_[fh]; }
 
     // Returns the new fh, or 0 when the table is full.
     uint64_t add(std::shared_ptr<Handle> h);
@@ -35,10 +44,14 @@ class HandleTable {
     // Removes and returns the handle (null if fh was not live).
     std::shared_ptr<Handle> remove(uint64_t fh);
     size_t live() const;
+    uint64_t capacity() const { return cap_; }
 
   private:
     static constexpr size_t kStripes = 64;
+    RegionHeader *hdr_;
     HandleRecord *rec_;
+    Resolver resolver_;
+    bool lazy_ = false;
     uint64_t cap_;
     std::unique_ptr<std::shared_ptr<Handle>[]> objs_;
     mutable std::mutex stripes_[kStripes];

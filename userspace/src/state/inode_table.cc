@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "state/inode_table.h"
 
+#include <algorithm>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 namespace holdfast::state {
 
 InodeTable::InodeTable(Region &r)
-    : rec_(r.inodes()), cap_(r.header().inode_capacity),
+    : hdr_(&r.header()), rec_(r.inodes()), cap_(r.header().inode_capacity),
       objs_(std::make_unique<std::shared_ptr<Inode>[]>(cap_))
 {
 }
@@ -41,12 +44,73 @@ void InodeTable::set_root(Fd fd, const struct stat &st)
     publish(kRootNodeId, std::move(obj));
 }
 
+std::shared_ptr<Inode> InodeTable::make_obj(uint64_t slot, Fd fd) const
+{
+    const InodeRecord &r = rec_[slot];
+    auto obj = std::make_shared<Inode>();
+    obj->nodeid = slot;
+    obj->generation = r.generation;
+    obj->mode = r.mode;
+    obj->dev = r.dev;
+    obj->ino = r.ino;
+    obj->fd = std::move(fd);
+    return obj;
+}
+
 std::shared_ptr<Inode> InodeTable::get(uint64_t nodeid) const
 {
     if (nodeid == 0 || nodeid >= cap_)
         return nullptr;
     std::lock_guard g(stripes_[nodeid % kStripes]);
-    return objs_[nodeid];
+    auto &o = objs_[nodeid];
+    if (o || !lazy_)
+        return o;
+    // After a restart: a live record whose fd is not open in this process yet.
+    if (rec_[nodeid].state.load(std::memory_order_acquire) != kLive)
+        return nullptr;
+    Fd fd = resolver_(nodeid, rec_[nodeid]);
+    if (!fd)
+        return nullptr;
+    o = make_obj(nodeid, std::move(fd));
+    return o;
+}
+
+void InodeTable::set_record_flags(uint64_t nodeid, uint32_t flags)
+{
+    if (nodeid > 0 && nodeid < cap_)
+        rec_[nodeid].flags = flags;
+}
+
+void InodeTable::recover(Fd root_fd, Resolver resolver)
+{
+    std::lock_guard g(index_mu_);
+    resolver_ = std::move(resolver);
+    const uint64_t high = hdr_->inode_high.load(std::memory_order_acquire);
+    index_.clear();
+    free_.clear();
+    live_ = 0;
+    for (uint64_t slot = kRootNodeId; slot < high; slot++) {
+        InodeRecord &r = rec_[slot];
+        uint32_t st = r.state.load(std::memory_order_acquire);
+        if (st == kFree) {
+            if (slot != kRootNodeId)
+                free_.push_back(slot);
+            continue;
+        }
+        if (st != kLive || r.handle_bytes > kMaxFileHandle || (r.mode & ~uint32_t(S_IFMT)) ||
+            !r.mode)
+            throw std::runtime_error("refusing state region: inode record " +
+                                     std::to_string(slot) + " is corrupt");
+        if (!index_.emplace(Key{r.dev, r.ino}, slot).second)
+            throw std::runtime_error("refusing state region: inode " + std::to_string(r.ino) +
+                                     " appears twice in the table");
+        live_++;
+    }
+    next_ = high;
+    // Hand out low slots first, like a fresh table would.
+    std::reverse(free_.begin(), free_.end());
+    publish(kRootNodeId, make_obj(kRootNodeId, std::move(root_fd)));
+    lazy_ = true;
 }
 
 std::shared_ptr<Inode> InodeTable::ref(Fd fd, const struct stat &st, const FileHandleBlob *fh)
@@ -57,6 +121,10 @@ std::shared_ptr<Inode> InodeTable::ref(Fd fd, const struct stat &st, const FileH
         uint64_t slot = it->second;
         rec_[slot].nlookup.fetch_add(1, std::memory_order_release);
         std::lock_guard s(stripes_[slot % kStripes]);
+        // After a restart the slot may not be open here yet: the fd the
+        // caller just opened is as good as any.
+        if (!objs_[slot])
+            objs_[slot] = make_obj(slot, std::move(fd));
         return objs_[slot];
     }
 
@@ -66,11 +134,13 @@ std::shared_ptr<Inode> InodeTable::ref(Fd fd, const struct stat &st, const FileH
         free_.pop_back();
     } else if (next_ < cap_) {
         slot = next_++;
+        hdr_->inode_high.store(next_, std::memory_order_release);
     } else {
         return nullptr;
     }
 
     InodeRecord &r = rec_[slot];
+    r.flags = 0;
     uint32_t gen = r.generation + 1;
     r.generation = gen;
     r.dev = st.st_dev;
@@ -87,34 +157,41 @@ std::shared_ptr<Inode> InodeTable::ref(Fd fd, const struct stat &st, const FileH
     r.nlookup.store(1, std::memory_order_relaxed);
     r.state.store(kLive, std::memory_order_release);
 
-    auto obj = std::make_shared<Inode>();
-    obj->nodeid = slot;
-    obj->generation = gen;
-    obj->mode = r.mode;
-    obj->dev = r.dev;
-    obj->ino = r.ino;
-    obj->fd = std::move(fd);
+    auto obj = make_obj(slot, std::move(fd));
     index_[{r.dev, r.ino}] = slot;
     live_++;
     publish(slot, obj);
     return obj;
 }
 
-void InodeTable::forget(uint64_t nodeid, uint64_t n)
+std::shared_ptr<Inode> InodeTable::find(uint64_t dev, uint64_t ino) const
+{
+    uint64_t slot;
+    {
+        std::lock_guard g(index_mu_);
+        auto it = index_.find({dev, ino});
+        if (it == index_.end())
+            return nullptr;
+        slot = it->second;
+    }
+    return get(slot);
+}
+
+bool InodeTable::forget(uint64_t nodeid, uint64_t n)
 {
     if (nodeid <= kRootNodeId || nodeid >= cap_)
-        return;
+        return false;
     std::shared_ptr<Inode> dropped;
     {
         std::lock_guard g(index_mu_);
         InodeRecord &r = rec_[nodeid];
         if (r.state.load(std::memory_order_acquire) != kLive)
-            return;
+            return false;
         uint64_t cur = r.nlookup.load(std::memory_order_relaxed);
         uint64_t left = n >= cur ? 0 : cur - n;
         r.nlookup.store(left, std::memory_order_release);
         if (left)
-            return;
+            return false;
         r.state.store(kFree, std::memory_order_release);
         index_.erase({r.dev, r.ino});
         free_.push_back(nodeid);
@@ -123,6 +200,7 @@ void InodeTable::forget(uint64_t nodeid, uint64_t n)
         dropped = std::move(objs_[nodeid]);
     }
     // The fd closes when the last in-flight user lets go, outside the locks.
+    return true;
 }
 
 size_t InodeTable::live() const

@@ -7,7 +7,9 @@
 #include "state/region.h"
 #include "util/fd.h"
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <sys/stat.h>
@@ -28,9 +30,17 @@ struct Inode {
     uint64_t ino = 0;
     Fd fd; // O_PATH, O_NOFOLLOW
 
-    // POSIX record locks: one host fd per lock owner (see fs/locks.cc).
+    // POSIX and OFD record locks: one host fd per lock owner (fs/locks.cc).
+    struct LockOwner {
+        Fd fd;
+        uint32_t pid = 0; // the owner's pid, reported to F_GETLK callers
+        uint64_t fh = 0;  // the handle it locked through (OFD: its owner)
+    };
     std::mutex lock_mu;
-    std::unordered_map<uint64_t, Fd> lock_fds;
+    std::unordered_map<uint64_t, LockOwner> lock_fds;
+    // Open handles in this process; an unlinked inode with none needs no
+    // help to survive a crash (nobody can reach it).
+    std::atomic<uint32_t> open_count{0};
 
     bool is_dir() const { return S_ISDIR(mode); }
     bool is_reg() const { return S_ISREG(mode); }
@@ -45,7 +55,18 @@ struct FileHandleBlob {
 
 class InodeTable {
   public:
+    // Brings back the O_PATH fd of a live slot after a restart (by file
+    // handle, or from the fd store).  An invalid Fd means: gone (ESTALE).
+    using Resolver = std::function<Fd(uint64_t nodeid, const InodeRecord &)>;
+
     explicit InodeTable(Region &r);
+
+    // Rebuilds the process-side index from the region a previous server
+    // left; inodes are reopened lazily, on first use, through `resolver`.
+    // Throws std::runtime_error on a corrupt record.
+    void recover(Fd root_fd, Resolver resolver);
+    const InodeRecord &record(uint64_t nodeid) const { return rec_[nodeid]; }
+    void set_record_flags(uint64_t nodeid, uint32_t flags);
 
     // Installs the shared directory as node 1.
     void set_root(Fd fd, const struct stat &st);
@@ -58,8 +79,12 @@ class InodeTable {
     // Returns null when the table is full.
     std::shared_ptr<Inode> ref(Fd fd, const struct stat &st, const FileHandleBlob *fh);
 
+    // The live inode with this identity, if the table has one.
+    std::shared_ptr<Inode> find(uint64_t dev, uint64_t ino) const;
+
     // Gives back `n` kernel references; frees the slot at zero.
-    void forget(uint64_t nodeid, uint64_t n);
+    // Returns true if the slot was freed.
+    bool forget(uint64_t nodeid, uint64_t n);
 
     size_t live() const;
     uint64_t capacity() const { return cap_; }
@@ -76,8 +101,12 @@ class InodeTable {
     static constexpr size_t kStripes = 64;
 
     void publish(uint64_t slot, std::shared_ptr<Inode> obj);
+    std::shared_ptr<Inode> make_obj(uint64_t slot, Fd fd) const;
 
+    RegionHeader *hdr_;
     InodeRecord *rec_;
+    Resolver resolver_;
+    bool lazy_ = false;
     uint64_t cap_;
     std::unique_ptr<std::shared_ptr<Inode>[]> objs_;
     mutable std::mutex stripes_[kStripes];

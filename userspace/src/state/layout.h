@@ -21,6 +21,12 @@ enum RecordState : uint32_t { kFree = 0, kLive = 1 };
 // Largest file handle we keep (MAX_HANDLE_SZ is 128).
 constexpr uint32_t kMaxFileHandle = 128;
 
+enum InodeFlags : uint32_t {
+    // The O_PATH fd is kept in the fd store (name "i<nodeid>"): the inode
+    // cannot be reopened by file handle (unlinked, O_TMPFILE, no handles).
+    kInodeFdStored = 1u << 0,
+};
+
 struct InodeRecord {
     std::atomic<uint32_t> state;
     uint32_t generation; // bumped each time the slot is reused
@@ -31,7 +37,7 @@ struct InodeRecord {
     uint32_t mode; // file type bits; a slot never changes type
     int32_t handle_type;
     uint32_t handle_bytes; // 0: no file handle (fs does not support them)
-    uint32_t pad;
+    uint32_t flags;        // InodeFlags
     uint8_t handle[kMaxFileHandle];
     uint64_t reserved[1];
 };
@@ -39,15 +45,39 @@ static_assert(sizeof(InodeRecord) == 192);
 
 enum HandleKind : uint32_t { kFile = 1, kDir = 2 };
 
+enum HandleFlags : uint32_t {
+    // The open file itself is kept in the fd store (name "h<fh>"): it holds
+    // flock locks, or its inode cannot be reopened.
+    kHandleFdStored = 1u << 0,
+};
+
 struct HandleRecord {
     std::atomic<uint32_t> state;
     uint32_t kind;
     uint64_t nodeid;
     uint32_t open_flags; // the flags the host fd was opened with
-    uint32_t pad;
+    std::atomic<uint32_t> flags; // HandleFlags
     uint64_t reserved[2];
 };
 static_assert(sizeof(HandleRecord) == 40);
+
+// Replay journal: one record per worker thread.  A non-idempotent op writes
+// `started` before it touches the host and `done` with its result after, so
+// a request the kernel resends after a crash is answered from here instead
+// of being executed twice.
+enum JournalPhase : uint32_t { kJournalEmpty = 0, kJournalStarted = 1, kJournalDone = 2 };
+
+struct JournalRecord {
+    std::atomic<uint32_t> phase;
+    uint32_t opcode;
+    uint64_t unique; // without FUSE_UNIQUE_RESEND
+    int32_t error;   // result (0 or -errno), valid when done
+    uint32_t u32;    // op-specific: bytes written, open flags
+    uint64_t nodeid; // op-specific: the entry's node id
+    uint64_t fh;     // op-specific: the new file handle
+    uint64_t u64;    // op-specific: file size before an append
+};
+static_assert(sizeof(JournalRecord) == 48);
 
 // What INIT settled, so a restarted server answers as the old one did.
 struct InitRecord {
@@ -75,7 +105,16 @@ struct RegionHeader {
     uint64_t handle_capacity;
     std::atomic<uint64_t> attach_generation; // bumped by every server that maps it
     InitRecord init;
-    uint64_t reserved[16];
+    uint64_t journal_offset;
+    uint64_t journal_capacity;
+    uint32_t journal_record_size;
+    uint32_t pad;
+    // Slots below these were used at some point; a restarted server scans
+    // only these ranges instead of the whole (mostly untouched) tables.
+    std::atomic<uint64_t> inode_high;
+    std::atomic<uint64_t> handle_high;
+    std::atomic<uint64_t> journal_next; // next journal record a new thread takes
+    uint64_t reserved[12];
 };
 
 } // namespace holdfast::state

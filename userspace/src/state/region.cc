@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdexcept>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace holdfast::state {
@@ -23,7 +24,8 @@ Region Region::create(const Geometry &g)
 {
     size_t inode_off = align_up(sizeof(RegionHeader), 4096);
     size_t handle_off = align_up(inode_off + g.inode_capacity * sizeof(InodeRecord), 4096);
-    size_t size = align_up(handle_off + g.handle_capacity * sizeof(HandleRecord), 4096);
+    size_t journal_off = align_up(handle_off + g.handle_capacity * sizeof(HandleRecord), 4096);
+    size_t size = align_up(journal_off + g.journal_capacity * sizeof(JournalRecord), 4096);
 
     Fd fd(memfd_create("holdfast-state", MFD_CLOEXEC | MFD_ALLOW_SEALING));
     if (!fd)
@@ -50,7 +52,68 @@ Region Region::create(const Geometry &g)
     h.handle_record_size = sizeof(HandleRecord);
     h.handle_offset = handle_off;
     h.handle_capacity = g.handle_capacity;
+    h.journal_offset = journal_off;
+    h.journal_capacity = g.journal_capacity;
+    h.journal_record_size = sizeof(JournalRecord);
+    h.inode_high.store(2, std::memory_order_relaxed);
+    h.handle_high.store(1, std::memory_order_relaxed);
     h.attach_generation.store(1, std::memory_order_release);
+    return r;
+}
+
+Region Region::attach(Fd fd)
+{
+    struct stat st;
+    if (fstat(fd.get(), &st) < 0)
+        throw sys_error("stat state region");
+    size_t size = size_t(st.st_size);
+    if (size < sizeof(RegionHeader))
+        throw std::runtime_error("state region is " + std::to_string(size) +
+                                 " bytes, smaller than its header: not a holdfast region");
+    void *base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+    if (base == MAP_FAILED)
+        throw sys_error("mmap state region");
+    Region r(std::move(fd), base, size);
+    const RegionHeader &h = r.header();
+    auto bad = [](const std::string &why) {
+        return std::runtime_error("refusing state region: " + why);
+    };
+    if (h.magic != kMagic)
+        throw bad("bad magic (not a holdfast state region)");
+    if (h.version != kLayoutVersion)
+        throw bad("layout version " + std::to_string(h.version) + ", this server reads " +
+                  std::to_string(kLayoutVersion));
+    if (h.header_size != sizeof(RegionHeader) || h.inode_record_size != sizeof(InodeRecord) ||
+        h.handle_record_size != sizeof(HandleRecord) ||
+        h.journal_record_size != sizeof(JournalRecord))
+        throw bad("record sizes differ from this server's layout");
+    if (h.region_size != size)
+        throw bad("header says " + std::to_string(h.region_size) + " bytes, memfd has " +
+                  std::to_string(size));
+    // Every table must lie inside the mapping, in order, without overflow.
+    auto table_ok = [&](uint64_t off, uint64_t cap, uint64_t rec, uint64_t after) {
+        if (off % 4096 || off < after || cap == 0 || cap > (uint64_t(1) << 40) / rec)
+            return false;
+        return off + cap * rec <= size;
+    };
+    if (!table_ok(h.inode_offset, h.inode_capacity, sizeof(InodeRecord), sizeof(RegionHeader)) ||
+        !table_ok(h.handle_offset, h.handle_capacity, sizeof(HandleRecord),
+                  h.inode_offset + h.inode_capacity * sizeof(InodeRecord)) ||
+        !table_ok(h.journal_offset, h.journal_capacity, sizeof(JournalRecord),
+                  h.handle_offset + h.handle_capacity * sizeof(HandleRecord)))
+        throw bad("table offsets or capacities out of bounds");
+    uint64_t ihigh = h.inode_high.load(std::memory_order_acquire);
+    uint64_t hhigh = h.handle_high.load(std::memory_order_acquire);
+    if (ihigh < 2 || ihigh > h.inode_capacity || hhigh < 1 || hhigh > h.handle_capacity)
+        throw bad("high-water marks out of range");
+    const InodeRecord &root = r.inodes()[1];
+    if (root.state.load(std::memory_order_acquire) != kLive || (root.mode & S_IFMT) != S_IFDIR)
+        throw bad("root inode record is not a live directory");
+    uint32_t st_init = h.init.state.load(std::memory_order_acquire);
+    if (st_init != kFree && st_init != kLive)
+        throw bad("INIT record state is corrupt");
+    if (st_init == kLive && (h.init.major != 7 || h.init.max_write == 0))
+        throw bad("INIT record is corrupt");
     return r;
 }
 
@@ -68,6 +131,12 @@ Region::~Region()
 InodeRecord *Region::inodes()
 {
     return reinterpret_cast<InodeRecord *>(static_cast<char *>(base_) + header().inode_offset);
+}
+
+JournalRecord *Region::journal()
+{
+    return reinterpret_cast<JournalRecord *>(static_cast<char *>(base_) +
+                                             header().journal_offset);
 }
 
 HandleRecord *Region::handles()

@@ -15,11 +15,17 @@ class Region {
     struct Geometry {
         uint64_t inode_capacity = 1u << 20;
         uint64_t handle_capacity = 1u << 18;
+        uint64_t journal_capacity = 1024;
     };
 
     // A new, empty region.  Pages are only touched as slots are used, so a
     // large capacity costs address space, not memory.
     static Region create(const Geometry &g);
+
+    // Maps a region a previous server left behind and validates it: magic,
+    // layout version, sizes, offsets and the root record.  Throws
+    // std::runtime_error saying what is wrong; never guesses.
+    static Region attach(Fd memfd);
 
     Region(Region &&o) noexcept;
     Region &operator=(Region &&) = delete;
@@ -29,6 +35,7 @@ class Region {
     RegionHeader &header() { return *static_cast<RegionHeader *>(base_); }
     InodeRecord *inodes();
     HandleRecord *handles();
+    JournalRecord *journal();
     int memfd() const { return fd_.get(); }
     size_t size() const { return size_; }
 

@@ -122,6 +122,16 @@ Mount Mount::create(const MountOptions &o)
     return m;
 }
 
+Mount Mount::adopt(Fd fd, const std::string &mountpoint)
+{
+    Mount m;
+    m.fd_ = std::move(fd);
+    m.mountpoint_ = mountpoint;
+    m.fusermount_ = geteuid() != 0;
+    m.mounted_ = true;
+    return m;
+}
+
 void Mount::unmount()
 {
     if (!mounted_)

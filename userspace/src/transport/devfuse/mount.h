@@ -31,7 +31,12 @@ class Mount {
     Mount &operator=(Mount &&) = delete;
     ~Mount() { unmount(); }
 
+    // A mount made by a previous server (its fd came from the fd store).
+    static Mount adopt(Fd fd, const std::string &mountpoint);
+
     int fd() const { return fd_.get(); }
+    // Forget the mount without unmounting (a handover keeps it alive).
+    void release() { mounted_ = false; }
     bool via_fusermount() const { return fusermount_; }
     // Idempotent.  Lazily detaches if the mount is busy, so shutdown never
     // blocks on a process sitting in the mount.

@@ -5,6 +5,7 @@
 #include "util/log.h"
 
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -15,35 +16,69 @@
 
 namespace holdfast::devfuse {
 
-Session::Session(fuse::Engine &engine, int devfd, unsigned threads)
-    : engine_(engine), devfd_(devfd), nthreads_(threads ? threads : 1)
+Session::Session(fuse::Engine &engine, int devfd, unsigned threads, std::vector<Fd> clones)
+    : engine_(engine), devfd_(devfd), nthreads_(threads ? threads : 1), clones_(std::move(clones))
 {
+    // Every inherited clone needs a reader: it may hold requests.
+    if (nthreads_ < clones_.size() + 1)
+        nthreads_ = unsigned(clones_.size()) + 1;
 }
 
 Session::~Session() { join(); }
 
-unsigned Session::start()
+int Session::notify_resend()
 {
-    unsigned cloned = 0;
+    fuse_out_header h{sizeof(fuse_out_header), fuse::kNotifyResend, 0};
+    if (::write(devfd_, &h, sizeof(h)) < 0)
+        return -errno;
+    return 0;
+}
+
+unsigned Session::stop(int timeout_ms)
+{
+    stopping_.store(true, std::memory_order_release);
+    for (int waited = 0;; waited += 5) {
+        {
+            // Kick readers out of read(2): the wake signal has no SA_RESTART.
+            std::lock_guard g(mu_);
+            for (pthread_t t : handles_)
+                pthread_kill(t, SIGUSR2);
+        }
+        unsigned busy = running_.load(std::memory_order_acquire);
+        if (!busy || waited >= timeout_ms)
+            return busy;
+        usleep(5000);
+    }
+}
+
+std::vector<int> Session::start()
+{
+    std::vector<int> made;
+    size_t inherited = clones_.size();
     for (unsigned i = 0; i < nthreads_; i++) {
         int fd = devfd_;
-        if (i > 0) {
+        if (i > 0 && i - 1 < inherited) {
+            fd = clones_[i - 1].get();
+        } else if (i > 0) {
             // A clone gets its own processing queue in the kernel, so workers
             // do not contend on one fd's lock.
             Fd c(::open("/dev/fuse", O_RDWR | O_CLOEXEC));
             uint32_t master = uint32_t(devfd_);
             if (c && ioctl(c.get(), FUSE_DEV_IOC_CLONE, &master) == 0) {
                 fd = c.get();
+                made.push_back(fd);
                 clones_.push_back(std::move(c));
-                cloned++;
             } else {
                 LOG_WARN("FUSE_DEV_IOC_CLONE failed (%s): worker %u shares the main fd",
                          strerror(errno), i);
             }
         }
+        running_.fetch_add(1, std::memory_order_acq_rel);
         workers_.emplace_back([this, fd] { worker(fd); });
+        std::lock_guard g(mu_);
+        handles_.push_back(workers_.back().native_handle());
     }
-    return cloned;
+    return made;
 }
 
 void Session::join()
@@ -79,7 +114,13 @@ void Session::worker(int fd)
     Buffer payload = alloc_buffer(out_size);
     auto reply = std::make_unique<fuse::Reply>(std::span<std::byte>(payload.get(), out_size));
 
+    struct Exit {
+        std::atomic<unsigned> &r;
+        ~Exit() { r.fetch_sub(1, std::memory_order_acq_rel); }
+    } exit_guard{running_};
     for (;;) {
+        if (stopping_.load(std::memory_order_acquire))
+            return;
         ssize_t n = ::read(fd, in.get(), in_size);
         if (n < 0) {
             // ENOENT: the request was interrupted before we read it.

@@ -1,0 +1,427 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "daemon/server.h"
+
+#include "fdstore/client.h"
+#include "fs/passthrough.h"
+#include "fuse/engine.h"
+#include "fuse/opcodes.h"
+#include "state/handle_table.h"
+#include "state/inode_table.h"
+#include "state/journal.h"
+#include "state/region.h"
+#include "transport/devfuse/mount.h"
+#include "transport/devfuse/session.h"
+#include "util/control.h"
+#include "util/fault.h"
+#include "util/log.h"
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+#include <optional>
+#include <pthread.h>
+#include <string>
+#include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
+
+#ifndef HOLDFAST_VERSION
+#define HOLDFAST_VERSION "0.1.0"
+#endif
+
+namespace holdfast::daemon {
+
+namespace {
+
+void on_wake_signal(int) {}
+
+long long mono_ns()
+{
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+// What the status command reports about recovery.
+struct RecoveryInfo {
+    bool recovered = false;
+    unsigned restarts = 0;
+    double attach_ms = 0;     // process start -> serving
+    double since_crash_ms = 0; // predecessor's death (seen by the store) -> serving
+    size_t journal_records = 0;
+    size_t stored_fds = 0;
+    bool resend_sent = false;
+    uint64_t generation = 0;
+};
+
+// Requests from the control thread to the main thread.
+std::mutex g_req_mu;
+std::string g_upgrade_binary;
+
+std::string status_json(const Options &o, const fuse::Engine &engine, const fs::Passthrough &pfs,
+                        const state::InodeTable &inodes, const state::HandleTable &handles,
+                        unsigned threads, const RecoveryInfo &ri,
+                        std::chrono::steady_clock::time_point started)
+{
+    const auto &st = engine.stats();
+    const auto &n = engine.negotiated();
+    std::string req = "{", errs = "{";
+    uint64_t total = 0, total_err = 0;
+    for (uint32_t op = 0; op < fuse::kMaxOpcode; op++) {
+        uint64_t c = st.requests[op].load(std::memory_order_relaxed);
+        uint64_t e = st.errors[op].load(std::memory_order_relaxed);
+        const char *name = fuse::opcode_name(op);
+        std::string key = name ? name : "OP_" + std::to_string(op);
+        if (c) {
+            req += (req.size() > 1 ? ",\"" : "\"") + key + "\":" + std::to_string(c);
+            total += c;
+        }
+        if (e) {
+            errs += (errs.size() > 1 ? ",\"" : "\"") + key + "\":" + std::to_string(e);
+            total_err += e;
+        }
+    }
+    req += "}";
+    errs += "}";
+    double up = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    char buf[2048];
+    snprintf(buf, sizeof(buf),
+             "{\"pid\":%d,\"version\":\"%s\",\"transport\":\"dev\",\"threads\":%u,"
+             "\"mountpoint\":\"%s\",\"shared_dir\":\"%s\",\"cache\":\"%s\",\"uptime_s\":%.3f,"
+             "\"inodes\":%zu,\"handles\":%zu,\"protocol\":\"7.%u\",\"init_flags\":\"%#llx\","
+             "\"kernel_has_resend\":%s,\"recovery\":{\"enabled\":%s,\"restarts\":%u,"
+             "\"recovered\":%s,\"generation\":%llu,\"last_attach_ms\":%.3f,"
+             "\"last_crash_to_serving_ms\":%.3f,\"resend_sent\":%s,\"journal_records\":%zu,"
+             "\"stored_fds\":%zu,\"resent_requests\":%llu,\"replayed_from_journal\":%llu},"
+             "\"requests_total\":%llu,\"errors_total\":%llu,"
+             "\"malformed\":%llu,\"unknown_opcodes\":%llu,\"stalled\":%u,",
+             getpid(), HOLDFAST_VERSION, threads, control::json_escape(o.mountpoint).c_str(),
+             control::json_escape(o.fs.shared_dir).c_str(), fs::cache_mode_name(o.fs.cache), up,
+             inodes.live(), handles.live(), n.minor, (unsigned long long)n.flags,
+             n.kernel_has(fuse::kHasResend) ? "true" : "false", o.recovery ? "true" : "false",
+             ri.restarts, ri.recovered ? "true" : "false", (unsigned long long)ri.generation,
+             ri.attach_ms, ri.since_crash_ms, ri.resend_sent ? "true" : "false",
+             ri.journal_records, ri.stored_fds,
+             (unsigned long long)st.resent.load(std::memory_order_relaxed),
+             (unsigned long long)pfs.replayed(), (unsigned long long)total,
+             (unsigned long long)total_err,
+             (unsigned long long)st.malformed.load(std::memory_order_relaxed),
+             (unsigned long long)st.unknown.load(std::memory_order_relaxed), fault::stalled());
+    return std::string(buf) + "\"requests\":" + req + ",\"errors\":" + errs + "}\n";
+}
+
+std::string handle_command(const Options &o, const std::string &cmd)
+{
+    // "stall OPCODE POINT [COUNT]" | "unstall" | "upgrade [BINARY]"
+    char a[64], b[64];
+    unsigned count = 1;
+    if (!strncmp(cmd.c_str(), "upgrade", 7)) {
+        std::string bin = cmd.size() > 8 ? cmd.substr(8) : "";
+        if (!bin.empty() && access(bin.c_str(), X_OK) != 0)
+            return "{\"error\":\"cannot execute " + control::json_escape(bin) + "\"}\n";
+        {
+            std::lock_guard g(g_req_mu);
+            g_upgrade_binary = bin.empty() ? "-" : bin;
+        }
+        kill(getpid(), SIGUSR1);
+        return "{\"upgrade\":\"started\",\"pid\":" + std::to_string(getpid()) + "}\n";
+    }
+    if (!o.fault_injection)
+        return "{\"error\":\"unknown command (fault injection is off)\"}\n";
+    if (cmd == "unstall") {
+        fault::disarm();
+        return "{\"ok\":true}\n";
+    }
+    int k = sscanf(cmd.c_str(), "stall %63s %63s %u", a, b, &count);
+    fault::Point p;
+    if (k >= 2 && fault::parse_point(b, p)) {
+        for (uint32_t op = 0; op < fuse::kMaxOpcode; op++) {
+            const char *name = fuse::opcode_name(op);
+            if (name && !strcasecmp(name, a)) {
+                fault::arm(op, p, count);
+                return "{\"ok\":true}\n";
+            }
+        }
+    }
+    return "{\"error\":\"usage: stall OPCODE before|mid|after [COUNT]\"}\n";
+}
+
+Fd take_named(std::vector<fdstore::NamedFd> &fds, const std::string &name)
+{
+    for (auto it = fds.begin(); it != fds.end(); ++it) {
+        if (it->name == name) {
+            Fd fd = std::move(it->fd);
+            fds.erase(it);
+            return fd;
+        }
+    }
+    return Fd();
+}
+
+void persist_init(state::RegionHeader &h, const fuse::Negotiated &n)
+{
+    state::InitRecord &r = h.init;
+    r.major = n.major;
+    r.minor = n.minor;
+    r.max_write = n.max_write;
+    r.kernel_flags = n.kernel_flags;
+    r.flags = n.flags;
+    r.max_readahead = n.max_readahead;
+    r.max_pages = n.max_pages;
+    r.state.store(state::kLive, std::memory_order_release);
+}
+
+fuse::Negotiated load_init(const state::RegionHeader &h)
+{
+    fuse::Negotiated n;
+    const state::InitRecord &r = h.init;
+    n.major = r.major;
+    n.minor = r.minor;
+    n.max_write = r.max_write;
+    n.kernel_flags = r.kernel_flags;
+    n.flags = r.flags;
+    n.max_readahead = r.max_readahead;
+    n.max_pages = r.max_pages;
+    n.done = true;
+    return n;
+}
+
+} // namespace
+
+int exec_under_fdstore(int argc, char **argv)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) {
+        perror("holdfastd: /proc/self/exe");
+        return 1;
+    }
+    self[n] = 0;
+    std::string dir(self, strrchr(self, '/') - self);
+    std::string store = dir + "/holdfast-fdstore";
+    if (access(store.c_str(), X_OK) != 0) {
+        fprintf(stderr,
+                "holdfastd: %s not found: cannot protect the mount against crashes "
+                "(run with --recovery off to serve without it)\n",
+                store.c_str());
+        return 1;
+    }
+    std::vector<char *> args;
+    std::string dashdash = "--";
+    args.push_back(store.data());
+    args.push_back(dashdash.data());
+    args.push_back(self);
+    for (int i = 1; i < argc; i++)
+        args.push_back(argv[i]);
+    args.push_back(nullptr);
+    execv(store.c_str(), args.data());
+    fprintf(stderr, "holdfastd: exec %s: %s\n", store.c_str(), strerror(errno));
+    return 1;
+}
+
+int serve(const Options &o)
+{
+    const long long t_start = mono_ns();
+    struct stat st;
+    if (stat(o.fs.shared_dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "holdfastd: --shared-dir '%s': %s\n", o.fs.shared_dir.c_str(),
+                errno ? strerror(errno) : "not a directory");
+        return 1;
+    }
+
+    // Signals: the main thread waits for them; workers never see them,
+    // except the wake-up signal that interrupts a blocking wait.
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1})
+        sigaddset(&set, s);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa {};
+    sa.sa_handler = on_wake_signal; // no SA_RESTART: we want the EINTR
+    sigaction(SIGUSR2, &sa, nullptr);
+    // We never negotiate FUSE_DONT_MASK: the kernel applies the caller's umask.
+    umask(0);
+
+    auto stored = fdstore::take_listen_fds();
+    fdstore::Notifier notifier;
+    RecoveryInfo ri;
+    ri.stored_fds = stored.size();
+    if (const char *r = getenv("HOLDFAST_RESTARTS"))
+        ri.restarts = unsigned(atoi(r));
+    Fd devfd = take_named(stored, "devfuse");
+    const bool recovering = bool(devfd);
+    if (!recovering && o.recovery && !notifier.available())
+        LOG_WARN("no fd store: a crash of this process will take the mount down");
+
+    std::optional<state::Region> region;
+    if (recovering) {
+        Fd memfd = take_named(stored, "state");
+        if (!memfd)
+            throw std::runtime_error("the fd store holds a FUSE connection but no state region");
+        region.emplace(state::Region::attach(std::move(memfd)));
+        ri.generation = region->header().attach_generation.fetch_add(1) + 1;
+    } else {
+        if (stat(o.mountpoint.c_str(), &st) < 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "holdfastd: --mountpoint '%s': %s\n", o.mountpoint.c_str(),
+                    errno ? strerror(errno) : "not a directory");
+            return 1;
+        }
+        region.emplace(state::Region::create({o.max_inodes, o.max_handles, 1024}));
+        ri.generation = 1;
+    }
+    state::InodeTable inodes(*region);
+    state::HandleTable handles(*region);
+    state::Journal journal(*region);
+    fs::Recovery rec;
+    if (o.recovery) {
+        rec.journal = &journal;
+        rec.store = notifier.available() ? &notifier : nullptr;
+    }
+    fs::Passthrough pfs(o.fs, inodes, handles, rec);
+    fuse::Engine engine(pfs, {});
+
+    std::vector<Fd> clones;
+    std::optional<devfuse::Mount> mount;
+    if (recovering) {
+        ri.journal_records = journal.load_previous();
+        std::vector<fdstore::NamedFd> rest;
+        for (auto &nf : stored) {
+            if (nf.name == "clone")
+                clones.push_back(std::move(nf.fd));
+            else
+                rest.push_back(std::move(nf));
+        }
+        pfs.recover(std::move(rest));
+        if (region->header().init.state.load(std::memory_order_acquire) == state::kLive)
+            engine.adopt(load_init(region->header()));
+        mount.emplace(devfuse::Mount::adopt(std::move(devfd), o.mountpoint));
+        ri.recovered = true;
+    } else {
+        pfs.start_fresh();
+        mount.emplace(devfuse::Mount::create(
+            {o.mountpoint, o.fs.shared_dir, o.allow_other, o.default_permissions, o.fs.readonly}));
+        if (rec.store) {
+            rec.store->store("state", region->memfd());
+            rec.store->store("devfuse", mount->fd());
+        }
+    }
+    engine.set_on_init([&region](const fuse::Negotiated &n) { persist_init(region->header(), n); });
+
+    unsigned threads = o.threads;
+    if (!threads) {
+        unsigned n = std::thread::hardware_concurrency();
+        threads = n < 2 ? 2 : n;
+    }
+    devfuse::Session session(engine, mount->fd(), threads, std::move(clones));
+    std::vector<int> made = session.start();
+    if (rec.store && !made.empty())
+        rec.store->store("clone", made);
+    threads = session.threads();
+
+    if (recovering) {
+        // Everything the dead server had read goes back to the queue, marked
+        // FUSE_UNIQUE_RESEND; the journal answers what already happened.
+        if (engine.negotiated().kernel_has(fuse::kHasResend)) {
+            int r = session.notify_resend();
+            ri.resend_sent = r == 0;
+            if (r)
+                LOG_ERR("FUSE_NOTIFY_RESEND failed: %s", strerror(-r));
+        } else {
+            LOG_WARN("this kernel lacks FUSE_NOTIFY_RESEND (6.9+): requests the previous "
+                     "server had read are lost; their callers wait until the mount is aborted");
+        }
+        long long now = mono_ns();
+        ri.attach_ms = double(now - t_start) / 1e6;
+        if (const char *c = getenv("HOLDFAST_CRASH_NS"); c && atoll(c) > 0)
+            ri.since_crash_ms = double(now - atoll(c)) / 1e6;
+        LOG_INFO("recovered %s: %zu inodes, %zu handles, %zu journal records, %zu stored fds, "
+                 "attach %.2f ms, crash-to-serving %.2f ms (restart %u)",
+                 o.mountpoint.c_str(), inodes.live(), handles.live(), ri.journal_records,
+                 ri.stored_fds, ri.attach_ms, ri.since_crash_ms, ri.restarts);
+    }
+    auto started = std::chrono::steady_clock::now();
+
+    std::unique_ptr<control::Server> ctl;
+    try {
+        ctl = std::make_unique<control::Server>(
+            control::socket_path(o.mountpoint), [&](const std::string &cmd) {
+                if (cmd == "status")
+                    return status_json(o, engine, pfs, inodes, handles, threads, ri, started);
+                return handle_command(o, cmd);
+            });
+    } catch (const std::exception &e) {
+        LOG_WARN("no control socket: %s", e.what());
+    }
+    if (!recovering)
+        LOG_INFO("serving %s on %s (%u threads, cache=%s%s%s)", o.fs.shared_dir.c_str(),
+                 o.mountpoint.c_str(), threads, fs::cache_mode_name(o.fs.cache),
+                 o.fs.writeback ? ", writeback" : "",
+                 rec.store ? ", crash recovery on" : "");
+    if (notifier.available())
+        notifier.send("READY=1\nSTATUS=serving " + o.mountpoint + "\n");
+    // The ready fd is for whoever started the very first server; a restarted
+    // one may find a stored fd at that number.
+    if (o.ready_fd >= 0 && !recovering && ri.restarts == 0) {
+        if (write(o.ready_fd, "ready\n", 6) < 0)
+            LOG_WARN("--ready-fd %d: %s", o.ready_fd, strerror(errno));
+        close(o.ready_fd);
+    }
+
+    // Wait for a signal, or for the connection to go away (external umount).
+    std::atomic<bool> gone{false};
+    std::thread waiter([&] {
+        session.join();
+        gone.store(true);
+        kill(getpid(), SIGHUP);
+    });
+    for (;;) {
+        int sig = 0;
+        sigwait(&set, &sig);
+        if (sig == SIGUSR1) {
+            std::string bin;
+            {
+                std::lock_guard g(g_req_mu);
+                bin = std::move(g_upgrade_binary);
+            }
+            if (bin.empty() || !notifier.available()) {
+                LOG_WARN("upgrade requested but no fd store to hand over through");
+                continue;
+            }
+            long long t0 = mono_ns();
+            if (bin != "-")
+                notifier.send("HOLDFAST_EXEC=" + bin + "\n");
+            notifier.send("STOPPING=1\nHOLDFAST_RESTART=1\n");
+            unsigned busy = session.stop(2000);
+            LOG_INFO("handover: stopped taking requests in %.2f ms (%u still busy; the kernel "
+                     "resends theirs to our successor)",
+                     double(mono_ns() - t0) / 1e6, busy);
+            mount->release();
+            ctl.reset();
+            // Workers still blocked (a lock wait) die with us; quick_exit
+            // skips destructors that would wait for them.
+            fflush(nullptr);
+            std::quick_exit(0);
+        }
+        if (sig == SIGHUP && !gone.load())
+            continue; // a hangup of our terminal is not a stop
+        LOG_INFO("%s: unmounting %s", gone.load() ? "connection gone" : strsignal(sig),
+                 o.mountpoint.c_str());
+        break;
+    }
+    if (notifier.available())
+        notifier.send("STOPPING=1\n");
+    mount->unmount();
+    waiter.join();
+    ctl.reset();
+    return 0;
+}
+
+} // namespace holdfast::daemon

@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: GPL-2.0
+// What makes a restart invisible, on the filesystem's side: rebuilding from
+// the state region, reopening inodes and files lazily, keeping the fds no
+// name can bring back in the fd store, and answering resent requests from
+// the journal instead of executing them twice.
+#include "fs/passthrough.h"
+
+#include "util/fault.h"
+#include "util/log.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <stdexcept>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace holdfast::fs {
+
+using state::Inode;
+
+void Passthrough::start_fresh()
+{
+    struct stat st;
+    if (fstat(root_path_.get(), &st) < 0)
+        throw std::runtime_error("cannot stat shared directory: " + std::string(strerror(errno)));
+    inodes_.set_root(std::move(root_path_), st);
+}
+
+std::string Passthrough::lock_name(uint64_t nodeid, uint64_t owner)
+{
+    char b[48];
+    snprintf(b, sizeof(b), "l%llu.%llx", (unsigned long long)nodeid, (unsigned long long)owner);
+    return b;
+}
+
+void Passthrough::recover(std::vector<fdstore::NamedFd> stored)
+{
+    struct stat st;
+    if (fstat(root_path_.get(), &st) < 0)
+        throw std::runtime_error("cannot stat shared directory: " + std::string(strerror(errno)));
+    const state::InodeRecord &root = inodes_.record(state::kRootNodeId);
+    if (root.dev != uint64_t(st.st_dev) || root.ino != uint64_t(st.st_ino))
+        throw std::runtime_error("refusing state region: it describes another shared directory");
+
+    std::vector<std::pair<std::string, Fd>> locks;
+    for (auto &nf : stored) {
+        if (!nf.name.empty() && nf.name[0] == 'l')
+            locks.emplace_back(std::move(nf.name), std::move(nf.fd));
+        else if (!nf.name.empty() && (nf.name[0] == 'i' || nf.name[0] == 'h'))
+            stored_[nf.name] = std::move(nf.fd);
+    }
+    inodes_.recover(std::move(root_path_),
+                    [this](uint64_t id, const state::InodeRecord &r) { return resolve_inode(id, r); });
+    handles_.recover(
+        [this](uint64_t fh, const state::HandleRecord &r) { return resolve_handle(fh, r); },
+        inodes_.capacity());
+    // Lock owners' fds carry the locks themselves: hand them back to their
+    // inodes now, so the next lock request of that owner finds them.
+    for (auto &[name, fd] : locks) {
+        unsigned long long nodeid, owner;
+        if (sscanf(name.c_str(), "l%llu.%llx", &nodeid, &owner) != 2)
+            continue;
+        auto ino = inodes_.get(nodeid);
+        if (!ino) {
+            LOG_WARN("recovery: lock fd %s has no inode; dropping it", name.c_str());
+            if (rec_.store)
+                rec_.store->remove(name);
+            continue;
+        }
+        std::lock_guard g(ino->lock_mu);
+        ino->lock_fds[owner].fd = std::move(fd);
+    }
+}
+
+Fd Passthrough::take_stored(const std::string &name)
+{
+    std::lock_guard g(stored_mu_);
+    auto it = stored_.find(name);
+    if (it == stored_.end())
+        return Fd();
+    // Keep our own copy: the store still holds one, but a handle resolved
+    // twice (it can't be, but cheaply safe) must not see a closed fd.
+    Fd fd = std::move(it->second);
+    stored_.erase(it);
+    return fd;
+}
+
+Fd Passthrough::resolve_inode(uint64_t nodeid, const state::InodeRecord &r)
+{
+    if (r.flags & state::kInodeFdStored) {
+        Fd fd = take_stored("i" + std::to_string(nodeid));
+        if (!fd)
+            LOG_WARN("recovery: inode %llu should be in the fd store but is not",
+                     (unsigned long long)nodeid);
+        return fd;
+    }
+    if (!r.handle_bytes)
+        return Fd();
+    struct {
+        struct file_handle h;
+        unsigned char buf[state::kMaxFileHandle];
+    } fh;
+    fh.h.handle_bytes = r.handle_bytes;
+    fh.h.handle_type = r.handle_type;
+    memcpy(fh.h.f_handle, r.handle, r.handle_bytes);
+    auto root = inodes_.get(state::kRootNodeId);
+    Fd fd(open_by_handle_at(root->fd.get(), &fh.h, O_PATH | O_CLOEXEC));
+    if (!fd) {
+        LOG_DBG("recovery: inode %llu: open_by_handle_at: %s", (unsigned long long)nodeid,
+                strerror(errno));
+        return Fd();
+    }
+    // A handle names an inode; make sure it is still the one we knew.
+    struct stat st;
+    if (fstat(fd.get(), &st) < 0 || uint64_t(st.st_dev) != r.dev || uint64_t(st.st_ino) != r.ino)
+        return Fd();
+    return fd;
+}
+
+std::shared_ptr<state::Handle> Passthrough::resolve_handle(uint64_t fh, const state::HandleRecord &r)
+{
+    auto ino = inodes_.get(r.nodeid);
+    if (!ino)
+        return nullptr;
+    Fd fd;
+    if (r.flags.load(std::memory_order_acquire) & state::kHandleFdStored)
+        fd = take_stored("h" + std::to_string(fh));
+    if (!fd) {
+        // Reopen with the flags it had, minus those that act only at open.
+        int flags = int(r.open_flags) & ~(O_CREAT | O_EXCL | O_TRUNC | O_TMPFILE);
+        if (r.kind == state::kDir)
+            flags = O_RDONLY | O_DIRECTORY;
+        int nfd = reopen(*ino, flags);
+        if (nfd < 0) {
+            LOG_WARN("recovery: cannot reopen fh %llu: %s", (unsigned long long)fh,
+                     strerror(-nfd));
+            return nullptr;
+        }
+        fd.reset(nfd);
+    }
+    auto h = std::make_shared<state::Handle>();
+    ino->open_count.fetch_add(1, std::memory_order_relaxed);
+    h->inode = std::move(ino);
+    h->fd = std::move(fd);
+    h->flags = int(r.open_flags);
+    h->dir = r.kind == state::kDir;
+    return h;
+}
+
+void Passthrough::keep_inode(const Inode &ino)
+{
+    if (!rec_.store || (inodes_.record(ino.nodeid).flags & state::kInodeFdStored))
+        return;
+    if (rec_.store->store("i" + std::to_string(ino.nodeid), ino.fd.get()) == 0)
+        inodes_.set_record_flags(ino.nodeid, state::kInodeFdStored);
+}
+
+std::shared_ptr<Inode> Passthrough::known_inode(int dirfd, const std::string &name)
+{
+    if (!rec_.store)
+        return nullptr;
+    struct stat st;
+    if (fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0 || S_ISDIR(st.st_mode))
+        return nullptr;
+    return inodes_.find(st.st_dev, st.st_ino);
+}
+
+void Passthrough::keep_if_orphaned(std::shared_ptr<Inode> ino)
+{
+    // Only a file somebody still has open can be reached after its last
+    // name is gone; only then is the fd store its sole way back.
+    if (!ino || !ino->open_count.load(std::memory_order_relaxed))
+        return;
+    struct stat st;
+    if (fstatat(ino->fd.get(), "", &st, AT_EMPTY_PATH) == 0 && st.st_nlink == 0)
+        keep_inode(*ino);
+}
+
+std::optional<state::JournalEntry> Passthrough::replayed(const fuse::Ctx &ctx)
+{
+    if (!ctx.resent || !rec_.journal)
+        return std::nullopt;
+    auto e = rec_.journal->take(ctx.unique);
+    if (e && e->opcode != ctx.opcode) {
+        LOG_WARN("journal: unique %#llx was opcode %u, resent as %u; ignoring the record",
+                 (unsigned long long)ctx.unique, e->opcode, ctx.opcode);
+        return std::nullopt;
+    }
+    if (e)
+        replayed_.fetch_add(1, std::memory_order_relaxed);
+    return e;
+}
+
+void Passthrough::journal_begin(const fuse::Ctx &ctx, uint64_t u64)
+{
+    if (rec_.journal)
+        rec_.journal->begin(ctx.opcode, ctx.unique, u64);
+}
+
+void Passthrough::journal_done(int err, uint64_t nodeid, uint64_t fh, uint32_t u32)
+{
+    if (rec_.journal)
+        fault::point(rec_.journal->mine().opcode, fault::Point::mid);
+    if (rec_.journal)
+        rec_.journal->done(err, nodeid, fh, u32);
+}
+
+int Passthrough::entry_for(uint64_t nodeid, fuse_entry_out &out)
+{
+    auto ino = inodes_.get(nodeid);
+    if (!ino)
+        return -ESTALE;
+    struct stat st;
+    if (fstatat(ino->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    fill_entry(*ino, st, out);
+    return 0;
+}
+
+} // namespace holdfast::fs
