@@ -1,0 +1,858 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Spawning, watching and tearing down holdfastd for the host selftests.
+ * See holdfast_fixture.h for the layout and the rules.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/close_range.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+
+#include "holdfast_fixture.h"
+
+/* Comment lines keep the harness's TAP stream valid. */
+#define hf_log(fmt, ...) fprintf(stderr, "# holdfast: " fmt "\n", ##__VA_ARGS__)
+
+long long hf_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* glibc 2.36 has no close_range() wrapper in every configuration. */
+static int hf_close_range(unsigned int first, unsigned int last)
+{
+	return syscall(SYS_close_range, first, last, 0);
+}
+
+static const char *vpath(const char *root, const char *fmt, va_list ap)
+{
+	static char ring[16][PATH_MAX];
+	static unsigned int next;
+	char *buf = ring[next++ % 16];
+	int n;
+
+	n = snprintf(buf, PATH_MAX, "%s/", root);
+	vsnprintf(buf + n, PATH_MAX - n, fmt, ap);
+	return buf;
+}
+
+#define DEFINE_PATH_FN(name, field)					\
+const char *name(const struct hf *h, const char *fmt, ...)		\
+{									\
+	const char *p;							\
+	va_list ap;							\
+									\
+	va_start(ap, fmt);						\
+	p = vpath(h->field, fmt, ap);					\
+	va_end(ap);							\
+	return p;							\
+}
+DEFINE_PATH_FN(hf_m, mnt)
+DEFINE_PATH_FN(hf_s, src)
+DEFINE_PATH_FN(hf_b, base)
+
+int hf_write_file(const char *path, const void *buf, size_t len, mode_t mode)
+{
+	const char *p = buf;
+	int fd, saved;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -1;
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			saved = errno;
+			close(fd);
+			errno = saved;
+			return -1;
+		}
+		p += n;
+		len -= n;
+	}
+	return close(fd);
+}
+
+ssize_t hf_read_file(const char *path, void *buf, size_t cap)
+{
+	size_t got = 0;
+	int fd, saved;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	while (got < cap) {
+		ssize_t n = read(fd, (char *)buf + got, cap - got);
+
+		if (n < 0) {
+			saved = errno;
+			close(fd);
+			errno = saved;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		got += n;
+	}
+	close(fd);
+	return got;
+}
+
+static unsigned char pattern_byte(unsigned int seed, unsigned long long pos)
+{
+	unsigned long long x = (pos >> 3) * 0x9e3779b97f4a7c15ULL + seed;
+
+	x ^= x >> 29;
+	return (unsigned char)((x >> (8 * (pos & 7))) ^ (pos * 131) ^ seed);
+}
+
+void hf_fill(void *buf, size_t len, unsigned int seed, off_t off)
+{
+	unsigned char *p = buf;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		p[i] = pattern_byte(seed, off + i);
+}
+
+ssize_t hf_check(const void *buf, size_t len, unsigned int seed, off_t off)
+{
+	const unsigned char *p = buf;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (p[i] != pattern_byte(seed, off + i))
+			return i;
+	return -1;
+}
+
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (type == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+void hf_rm_rf(const char *path)
+{
+	/* FTW_MOUNT: a mount we failed to remove is left alone, not emptied. */
+	nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+/* mountinfo escapes ' ', '\t', '\n' and '\\' as \ooo. */
+static void unescape(char *s)
+{
+	char *d = s;
+
+	while (*s) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] && s[3]) {
+			*d++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 4;
+		} else {
+			*d++ = *s++;
+		}
+	}
+	*d = 0;
+}
+
+bool hf_is_mounted(const char *path, char *fstype, size_t len)
+{
+	char line[4096];
+	bool found = false;
+	FILE *f;
+
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		char *save, *tok, *mp = NULL, *fs = NULL;
+		int i = 0;
+		bool dash = false;
+
+		for (tok = strtok_r(line, " \n", &save); tok;
+		     tok = strtok_r(NULL, " \n", &save), i++) {
+			if (i == 4)
+				mp = tok;
+			else if (dash && !fs)
+				fs = tok;
+			else if (i > 5 && !strcmp(tok, "-"))
+				dash = true;
+		}
+		if (!mp || !fs)
+			continue;
+		unescape(mp);
+		if (strcmp(mp, path))
+			continue;
+		/* The last match is the top of the stack: keep looking. */
+		found = true;
+		if (fstype && len)
+			snprintf(fstype, len, "%s", fs);
+	}
+	fclose(f);
+	return found;
+}
+
+int hf_abort_conn(dev_t dev)
+{
+	char dir[] = "/tmp/holdfast-fusectl.XXXXXX";
+	char path[PATH_MAX];
+	struct stat st;
+	int fd, ret = -1;
+
+	/*
+	 * /sys/fs/fuse/connections is not mounted in every sandbox, so use a
+	 * private fusectl instance.  The connection's directory is named after
+	 * the superblock's device number, which for FUSE is (0, minor).
+	 */
+	if (!mkdtemp(dir))
+		return -1;
+	if (mount("none", dir, "fusectl", 0, NULL)) {
+		hf_log("mount fusectl: %s", strerror(errno));
+		rmdir(dir);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/%u", dir, (unsigned int)dev);
+	if (stat(path, &st)) {
+		ret = 1;	/* the connection is already gone */
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/%u/abort", dir, (unsigned int)dev);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (write(fd, "1", 1) == 1)
+			ret = 0;
+		close(fd);
+	}
+	if (ret)
+		hf_log("abort %s: %s", path, strerror(errno));
+	else
+		hf_log("aborted FUSE connection %u", (unsigned int)dev);
+out:
+	umount2(dir, MNT_DETACH);
+	rmdir(dir);
+	return ret;
+}
+
+int hf_wait(pid_t pid, int timeout_ms)
+{
+	long long end = hf_now_ms() + timeout_ms;
+	int status;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			return status;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (hf_now_ms() >= end)
+			break;
+		sleep_ms(5);
+	}
+	kill(pid, SIGKILL);
+	/* Bounded again: a child stuck in D state will not die on SIGKILL. */
+	end = hf_now_ms() + 2000;
+	while (hf_now_ms() < end) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			break;
+		sleep_ms(5);
+	}
+	return -1;
+}
+
+pid_t hf_fork_child(const int *keep, int nkeep)
+{
+	pid_t parent = getpid();
+	pid_t pid;
+	int i, tmp[16];
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid)
+		return pid;
+
+	/* Die with the test; a stray client must not pin the mount. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(99);
+	/* Move the fds to keep out of the way first, then down to 3, 4, ... */
+	for (i = 0; i < nkeep && i < 16; i++)
+		tmp[i] = fcntl(keep[i], F_DUPFD_CLOEXEC, 64 + 16);
+	hf_close_range(3, 64 + 15);
+	for (i = 0; i < nkeep && i < 16; i++)
+		dup2(tmp[i], 3 + i);
+	hf_close_range(3 + nkeep, ~0U);
+	return 0;
+}
+
+int hf_run_child(uid_t uid, gid_t gid, int (*fn)(void *), void *arg, int timeout_ms)
+{
+	pid_t pid;
+	int status;
+
+	pid = hf_fork_child(NULL, 0);
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		/*
+		 * setgroups/setgid/setuid in that order: the groups and gid
+		 * can only be dropped while we are still root.
+		 */
+		if (uid != (uid_t)-1) {
+			if (setgroups(0, NULL) || setgid(gid) || setuid(uid))
+				_exit(250);
+		}
+		_exit(fn(arg) & 0xff);
+	}
+	status = hf_wait(pid, timeout_ms);
+	if (status == -1) {
+		hf_log("child %d timed out", pid);
+		return -1;
+	}
+	if (!WIFEXITED(status)) {
+		hf_log("child %d died with signal %d", pid, WTERMSIG(status));
+		return -1;
+	}
+	if (WEXITSTATUS(status) == 250) {
+		hf_log("child %d could not switch to uid %d", pid, (int)uid);
+		return -1;
+	}
+	return WEXITSTATUS(status);
+}
+
+bool hf_pid_alive(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+static void dump_log(const struct hf *h)
+{
+	char buf[8192], *line, *save;
+	ssize_t n;
+	off_t size;
+	int fd;
+
+	fd = open(h->log, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	size = lseek(fd, 0, SEEK_END);
+	lseek(fd, size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0,
+	      SEEK_SET);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	hf_log("---- tail of %s ----", h->log);
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		fprintf(stderr, "# server: %s\n", line);
+}
+
+/*
+ * Shared by teardown and the watchdog, once the server is gone or hopeless:
+ * detach MNT, then abort the connection if it still exists.  A detached
+ * mount stays alive while anything holds it (a client stuck on a request
+ * the server read but never answered waits uninterruptibly, or another
+ * process such as an fd store keeps /dev/fuse open); only the abort frees
+ * those.
+ */
+static void force_unmount(const struct hf *h)
+{
+	if (hf_is_mounted(h->mnt, NULL, 0) && umount2(h->mnt, MNT_DETACH))
+		hf_log("umount2(%s, MNT_DETACH): %s", h->mnt, strerror(errno));
+	if (h->dev)
+		hf_abort_conn(h->dev);
+}
+
+static void __attribute__((noreturn))
+watchdog(const struct hf *h, int rfd, unsigned int timeout_s, pid_t test_pgrp)
+{
+	long long deadline = hf_now_ms() + (timeout_s + 5) * 1000LL;
+	struct pollfd pfd = { .fd = rfd, .events = POLLIN };
+	bool timed_out = false;
+	long long end;
+	char c;
+
+	/* Own process group: the harness kills the test's group on timeout. */
+	setpgid(0, 0);
+	prctl(PR_SET_NAME, "hf-watchdog");
+	for (;;) {
+		long long left = deadline - hf_now_ms();
+		int r;
+
+		if (left <= 0) {
+			timed_out = true;
+			break;
+		}
+		r = poll(&pfd, 1, (int)(left > 1000 ? 1000 : left));
+		if (r < 0 && errno != EINTR)
+			break;
+		if (r <= 0)
+			continue;
+		r = read(rfd, &c, 1);
+		if (r == 1 && c == 'D')
+			_exit(0);	/* teardown ran: nothing to do */
+		if (r == 0)
+			break;		/* test process gone without teardown */
+	}
+
+	hf_log("watchdog: %s without teardown, cleaning up %s",
+	       timed_out ? "test overran" : "test died", h->mnt);
+	if (timed_out)
+		kill(-test_pgrp, SIGKILL);
+	if (hf_pid_alive(h->pid)) {
+		kill(h->pid, SIGTERM);
+		end = hf_now_ms() + 5000;
+		while (hf_pid_alive(h->pid) && hf_now_ms() < end)
+			sleep_ms(20);
+	}
+	force_unmount(h);
+	if (hf_pid_alive(h->pid))
+		kill(h->pid, SIGKILL);
+	hf_rm_rf(h->base);
+	_exit(0);
+}
+
+static void build_argv(const char **argv, int max, const char *bin, const struct hf *h,
+		       const struct hf_opts *o, char *threads)
+{
+	const char *lvl = getenv("HOLDFAST_LOG_LEVEL");
+	int n = 0;
+
+	argv[n++] = bin;
+	argv[n++] = "--shared-dir";
+	argv[n++] = h->src;
+	argv[n++] = "--mountpoint";
+	argv[n++] = h->mnt;
+	argv[n++] = "--ready-fd";
+	argv[n++] = "3";
+	if (o && o->cache) {
+		argv[n++] = "--cache";
+		argv[n++] = o->cache;
+	}
+	if (o && o->writeback)
+		argv[n++] = "--writeback";
+	if (o && o->xattr)
+		argv[n++] = "--xattr";
+	if (o && o->readonly)
+		argv[n++] = "--readonly";
+	if (o && o->threads > 0) {
+		argv[n++] = "--thread-pool-size";
+		argv[n++] = threads;
+	}
+	if (lvl && *lvl) {
+		argv[n++] = "--log-level";
+		argv[n++] = lvl;
+	}
+	argv[n] = NULL;
+	(void)max;
+}
+
+static pid_t spawn_server(const struct hf *h, const struct hf_opts *o, int ready_w)
+{
+	const char *bin = getenv("HOLDFASTD");
+	const char *argv[32];
+	char threads[16];
+	pid_t parent = getpid();
+	pid_t pid;
+
+	if (!bin || !*bin)
+		bin = HF_DEFAULT_HOLDFASTD;
+	snprintf(threads, sizeof(threads), "%d", o ? o->threads : 0);
+	build_argv(argv, 32, bin, h, o, threads);
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid)
+		return pid;
+
+	/*
+	 * If the test process dies, the server is told to unmount; the
+	 * watchdog covers the case where that is not enough.
+	 */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(126);
+	/*
+	 * A daemon typically inherits umask 022.  A passthrough server must
+	 * apply the mode the kernel sends, not its own umask; the tests run
+	 * with umask 0 and check modes, so this catches that bug.
+	 */
+	umask(022);
+	{
+		int log = open(h->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		int rw = fcntl(ready_w, F_DUPFD_CLOEXEC, 10);
+
+		if (log < 0 || null < 0 || rw < 0)
+			_exit(126);
+		dup2(null, 0);
+		dup2(log, 1);
+		dup2(log, 2);
+		dup2(rw, 3);	/* dup2 clears O_CLOEXEC on fd 3 */
+		hf_close_range(4, ~0U);
+	}
+	execv(bin, (char **)argv);
+	fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+	_exit(127);
+}
+
+static int wait_ready(struct hf *h, int ready_r)
+{
+	long long end = hf_now_ms() + HF_READY_TIMEOUT_MS;
+	char buf[64], fstype[64];
+	size_t got = 0;
+	bool eof = false;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = ready_r, .events = POLLIN };
+		int status;
+
+		if (!eof && poll(&pfd, 1, 50) > 0) {
+			ssize_t n = read(ready_r, buf + got, sizeof(buf) - 1 - got);
+
+			if (n <= 0) {
+				eof = true;
+			} else {
+				got += n;
+				buf[got] = 0;
+				if (strstr(buf, "ready\n"))
+					return 0;
+				if (got >= sizeof(buf) - 1)
+					got = 0;
+			}
+		} else if (eof) {
+			sleep_ms(50);
+		}
+		/* Fallback the contract allows: the mount simply appears. */
+		if (hf_is_mounted(h->mnt, fstype, sizeof(fstype)) &&
+		    !strcmp(fstype, "fuse.holdfast"))
+			return 0;
+		if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
+			h->reaped = true;
+			h->wstatus = status;
+			if (WIFEXITED(status))
+				hf_log("holdfastd exited with %d before ready",
+				       WEXITSTATUS(status));
+			else
+				hf_log("holdfastd killed by signal %d before ready",
+				       WTERMSIG(status));
+			return -1;
+		}
+		if (hf_now_ms() >= end) {
+			hf_log("holdfastd not ready after %d ms", HF_READY_TIMEOUT_MS);
+			return -1;
+		}
+	}
+}
+
+int hf_start(struct hf *h, const struct hf_opts *o, unsigned int timeout_s)
+{
+	struct stat st_base, st_mnt;
+	int ready[2], wd[2];
+	pid_t pgrp = getpgrp();
+
+	memset(h, 0, sizeof(*h));
+	h->wd_fd = -1;
+	/* Tests compare exact modes; the kernel applies the caller's umask. */
+	umask(0);
+
+	snprintf(h->base, sizeof(h->base), "/tmp/holdfast-st.XXXXXX");
+	if (!mkdtemp(h->base)) {
+		hf_log("mkdtemp: %s", strerror(errno));
+		return -1;
+	}
+	/* uid 65534 must be able to walk to the mount and the source. */
+	chmod(h->base, 0755);
+	snprintf(h->srv, sizeof(h->srv), "%s/srv", h->base);
+	snprintf(h->src, sizeof(h->src), "%s/srv/src", h->base);
+	snprintf(h->mnt, sizeof(h->mnt), "%s/mnt", h->base);
+	snprintf(h->log, sizeof(h->log), "%s/server.log", h->base);
+	if (mkdir(h->srv, 0755) || mkdir(h->src, 0755) || mkdir(h->mnt, 0755)) {
+		hf_log("mkdir in %s: %s", h->base, strerror(errno));
+		goto fail_rm;
+	}
+	if (stat(h->base, &st_base)) {
+		hf_log("stat %s: %s", h->base, strerror(errno));
+		goto fail_rm;
+	}
+
+	if (pipe2(ready, O_CLOEXEC)) {
+		hf_log("pipe2: %s", strerror(errno));
+		goto fail_rm;
+	}
+	h->pid = spawn_server(h, o, ready[1]);
+	close(ready[1]);
+	if (h->pid < 0) {
+		hf_log("fork: %s", strerror(errno));
+		close(ready[0]);
+		goto fail_rm;
+	}
+	h->started = true;
+	if (wait_ready(h, ready[0])) {
+		close(ready[0]);
+		goto fail_stop;
+	}
+	close(ready[0]);
+
+	/* "ready" must mean a live mount. */
+	if (!hf_is_mounted(h->mnt, NULL, 0)) {
+		hf_log("%s is not a mount point after ready", h->mnt);
+		goto fail_stop;
+	}
+	if (stat(h->mnt, &st_mnt)) {
+		hf_log("stat %s after ready: %s", h->mnt, strerror(errno));
+		goto fail_stop;
+	}
+	/* The FUSE connection's fusectl name; a bind mount has the base's. */
+	if (st_mnt.st_dev != st_base.st_dev)
+		h->dev = st_mnt.st_dev;
+
+	if (pipe2(wd, O_CLOEXEC)) {
+		hf_log("pipe2: %s", strerror(errno));
+		goto fail_stop;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	h->watchdog = fork();
+	if (h->watchdog == 0) {
+		int rfd = fcntl(wd[0], F_DUPFD_CLOEXEC, 3);
+
+		/* Hold nothing of the test's, above all not the write end. */
+		dup2(rfd, 3);
+		hf_close_range(4, ~0U);
+		watchdog(h, 3, timeout_s, pgrp);
+	}
+	close(wd[0]);
+	if (h->watchdog < 0) {
+		hf_log("fork watchdog: %s", strerror(errno));
+		close(wd[1]);
+		goto fail_stop;
+	}
+	h->wd_fd = wd[1];
+	return 0;
+
+fail_stop:
+	hf_teardown(h, true);
+	return -1;
+fail_rm:
+	hf_rm_rf(h->base);
+	return -1;
+}
+
+int hf_descendants(pid_t root, pid_t *out, int max)
+{
+	static pid_t pids[32768], ppids[32768];
+	struct dirent *de;
+	int n = 0, found = 0, i, j;
+	DIR *d;
+
+	d = opendir("/proc");
+	if (!d)
+		return 0;
+	while ((de = readdir(d)) && n < 32768) {
+		char path[300], buf[512], *p;
+		int fd, ppid;
+		ssize_t len;
+
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		buf[len] = 0;
+		p = strrchr(buf, ')');
+		if (!p || sscanf(p + 2, "%*c %d", &ppid) != 1)
+			continue;
+		pids[n] = atoi(de->d_name);
+		ppids[n++] = ppid;
+	}
+	closedir(d);
+	/* Breadth first: out[] doubles as the queue. */
+	for (i = -1; i < found; i++) {
+		pid_t parent = i < 0 ? root : out[i];
+
+		for (j = 0; j < n && found < max; j++)
+			if (ppids[j] == parent)
+				out[found++] = pids[j];
+	}
+	return found;
+}
+
+int hf_stop(struct hf *h, int sig)
+{
+	pid_t kids[64];
+	int status, nkids = 0, i;
+
+	if (!h->started)
+		return -1;
+	if (!h->reaped) {
+		/* The server may be a supervisor with helpers; remember them. */
+		nkids = hf_descendants(h->pid, kids, 64);
+		kill(h->pid, sig);
+		status = hf_wait(h->pid, HF_STOP_TIMEOUT_MS);
+		if (status == -1) {
+			/*
+			 * hf_wait() already sent SIGKILL; if the process still
+			 * does not go away it is stuck on its own mount.
+			 */
+			hf_log("holdfastd %d did not exit within %d ms of signal %d",
+			       h->pid, HF_STOP_TIMEOUT_MS, sig);
+			force_unmount(h);
+			status = hf_wait(h->pid, 2000);
+			h->wstatus = -1;
+		} else {
+			h->wstatus = status;
+		}
+		h->reaped = true;
+	}
+	for (i = 0; i < nkids; i++) {
+		if (!hf_pid_alive(kids[i]))
+			continue;
+		/* Give a helper a moment to follow its parent out. */
+		sleep_ms(200);
+		if (!hf_pid_alive(kids[i]))
+			continue;
+		hf_log("holdfastd's child %d outlived it; killing it", kids[i]);
+		kill(kids[i], SIGKILL);
+	}
+	if (hf_is_mounted(h->mnt, NULL, 0)) {
+		hf_log("%s still mounted after holdfastd exited", h->mnt);
+		force_unmount(h);
+	}
+	return h->wstatus;
+}
+
+/*
+ * A failed ASSERT leaves the test's fds, mappings and maybe its cwd on the
+ * mount.  Drop them so the server's unmount on SIGTERM is not refused with
+ * EBUSY because of the test itself.
+ */
+static void release_mount_refs(const struct hf *h)
+{
+	size_t mlen = strlen(h->mnt);
+	char link[PATH_MAX], cwd[PATH_MAX], line[PATH_MAX + 256];
+	struct dirent *de;
+	FILE *maps;
+	DIR *d;
+
+	if (getcwd(cwd, sizeof(cwd)) && !strncmp(cwd, h->mnt, mlen) &&
+	    (cwd[mlen] == '/' || !cwd[mlen]))
+		chdir("/");
+
+	d = opendir("/proc/self/fd");
+	if (d) {
+		while ((de = readdir(d))) {
+			char path[64];
+			int fd = atoi(de->d_name);
+			ssize_t n;
+
+			if (fd < 3 || fd == dirfd(d))
+				continue;
+			snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+			n = readlink(path, link, sizeof(link) - 1);
+			if (n <= 0)
+				continue;
+			link[n] = 0;
+			if (!strncmp(link, h->mnt, mlen) &&
+			    (link[mlen] == '/' || !link[mlen]))
+				close(fd);
+		}
+		closedir(d);
+	}
+
+	maps = fopen("/proc/self/maps", "re");
+	if (maps) {
+		unsigned long start, end;
+		char *p;
+
+		while (fgets(line, sizeof(line), maps)) {
+			p = strchr(line, '/');
+			if (!p || strncmp(p, h->mnt, mlen) || p[mlen] != '/')
+				continue;
+			if (sscanf(line, "%lx-%lx", &start, &end) == 2)
+				munmap((void *)start, end - start);
+		}
+		fclose(maps);
+	}
+}
+
+void hf_teardown(struct hf *h, bool failed)
+{
+	if (!h->base[0])
+		return;
+	release_mount_refs(h);
+	if (h->started) {
+		int st = hf_stop(h, SIGTERM);
+
+		if (st != -1 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0) && !failed)
+			hf_log("holdfastd exit status 0x%x on SIGTERM", st);
+	}
+	if (failed || getenv("HOLDFAST_SHOW_LOG"))
+		dump_log(h);
+	if (h->wd_fd >= 0) {
+		if (write(h->wd_fd, "D", 1) != 1)
+			hf_log("watchdog pipe: %s", strerror(errno));
+		close(h->wd_fd);
+		h->wd_fd = -1;
+		hf_wait(h->watchdog, 2000);
+	}
+	hf_rm_rf(h->base);
+	h->base[0] = 0;
+	h->started = false;
+}

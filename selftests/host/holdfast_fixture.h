@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Shared fixture code for the holdfast host selftests.
+ *
+ * Every test gets its own scratch tree and its own holdfastd:
+ *
+ *   /tmp/holdfast-st.XXXXXX/        base (mode 0755, so uid 65534 can walk it)
+ *       srv/                        the "server side" parent of the source
+ *       srv/src/                    --shared-dir
+ *       mnt/                        --mountpoint
+ *       server.log                  holdfastd stdout+stderr
+ *
+ * srv/ exists so that "the parent of the source" (server side) and "the
+ * parent of the mountpoint" (client side) are different directories; the
+ * jail tests rely on telling them apart.
+ *
+ * Nothing here may outlive a test: teardown stops the server with SIGTERM,
+ * then unmounts lazily, then aborts the connection through a private
+ * fusectl mount.  A watchdog process (own process group, so the harness's
+ * kill(-pgrp, SIGKILL) on timeout does not take it down) does the same if
+ * the test process dies or overruns without running teardown.
+ *
+ * Rules for test code (see lab-kernel.md §1.7, the hang lesson):
+ *  - fork children only through hf_fork_child()/hf_run_child(): they close
+ *    every inherited fd and die with the test process;
+ *  - never use ASSERT_*() in a forked child (it would longjmp into the
+ *    child's copy of the fixture and run teardown there);
+ *  - never use ASSERT_*() in FIXTURE_TEARDOWN (6.1's harness would loop).
+ */
+#ifndef HOLDFAST_FIXTURE_H
+#define HOLDFAST_FIXTURE_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#ifndef HF_REPO_ROOT
+#define HF_REPO_ROOT "."
+#endif
+
+/* Where the binaries are unless $HOLDFASTD / $HOLDFASTCTL say otherwise. */
+#define HF_DEFAULT_HOLDFASTD	HF_REPO_ROOT "/build/userspace/holdfastd"
+#define HF_DEFAULT_HOLDFASTCTL	HF_REPO_ROOT "/build/userspace/holdfastctl"
+
+/* The uid/gid every "unprivileged caller" test switches to. */
+#define HF_NOBODY	65534
+
+/* How long the server gets to come up, and to go away on SIGTERM. */
+#define HF_READY_TIMEOUT_MS	10000
+#define HF_STOP_TIMEOUT_MS	10000
+
+struct hf_opts {
+	const char *cache;	/* "auto", "never", ...; NULL = server default */
+	bool writeback;
+	bool xattr;
+	bool readonly;
+	int threads;		/* --thread-pool-size; 0 = server default */
+};
+
+struct hf {
+	char base[256];		/* short: every other path is built on it */
+	char srv[PATH_MAX];
+	char src[PATH_MAX];
+	char mnt[PATH_MAX];
+	char log[PATH_MAX];
+	pid_t pid;		/* holdfastd, a child of the test process */
+	pid_t watchdog;
+	int wd_fd;		/* write end; 'D' + close = teardown done */
+	dev_t dev;		/* st_dev of the mount, for fusectl */
+	int wstatus;		/* server wait status once reaped */
+	bool reaped;
+	bool started;
+};
+
+/*
+ * Start holdfastd on a fresh scratch tree and wait until the mount is live.
+ * On failure everything is cleaned up again, a reason is logged, and -1 is
+ * returned, so FIXTURE_SETUP can simply ASSERT_EQ(0, hf_start(...)).
+ * @timeout_s is the test's timeout; the watchdog fires a little after it.
+ */
+int hf_start(struct hf *h, const struct hf_opts *o, unsigned int timeout_s);
+
+/*
+ * Send @sig to the server and wait (bounded) for it to exit; then make sure
+ * MNT is unmounted, escalating to a lazy unmount and a connection abort.
+ * Returns the server's wait status, or -1 if it had to be killed.
+ * Idempotent.
+ */
+int hf_stop(struct hf *h, int sig);
+
+/* hf_stop(SIGTERM), dump the server log if @failed, remove the scratch tree. */
+void hf_teardown(struct hf *h, bool failed);
+
+/* True if @path is a mount point in /proc/self/mountinfo; fstype copied out. */
+bool hf_is_mounted(const char *path, char *fstype, size_t len);
+
+/* Abort the FUSE connection with device number @dev via a private fusectl. */
+int hf_abort_conn(dev_t dev);
+
+/*
+ * "MNT/rel" and "SRC/rel".  The result lives in a small ring of static
+ * buffers: good for a handful of paths in one expression, copy it to keep it.
+ */
+const char *hf_m(const struct hf *h, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+const char *hf_s(const struct hf *h, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+const char *hf_b(const struct hf *h, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Whole-file helpers; they return -1 and keep errno on failure. */
+int hf_write_file(const char *path, const void *buf, size_t len, mode_t mode);
+ssize_t hf_read_file(const char *path, void *buf, size_t cap);
+/* Deterministic, position-dependent bytes so misplaced data is detected. */
+void hf_fill(void *buf, size_t len, unsigned int seed, off_t off);
+/* Offset of the first byte that differs from hf_fill(seed, off), or -1. */
+ssize_t hf_check(const void *buf, size_t len, unsigned int seed, off_t off);
+
+/*
+ * fork() for test clients: the child closes every fd >= 3 except those in
+ * @keep (moved to 3, 4, ... in order), gets SIGKILL when the test process
+ * dies, and must leave with _exit().  Returns the pid in the parent.
+ */
+pid_t hf_fork_child(const int *keep, int nkeep);
+
+/*
+ * Run @fn in a child that first drops to @uid/@gid with no supplementary
+ * groups (uid == -1: stay root).  Returns fn's return value (0..255) or -1
+ * if the child could not switch ids, crashed or timed out.
+ */
+int hf_run_child(uid_t uid, gid_t gid, int (*fn)(void *), void *arg, int timeout_ms);
+
+/* waitpid() with a bound; on timeout SIGKILL.  Returns the status or -1. */
+int hf_wait(pid_t pid, int timeout_ms);
+
+/* Descendants of @root (children, grandchildren, ...) from /proc. */
+int hf_descendants(pid_t root, pid_t *out, int max);
+
+/* Alive and not a zombie; works for processes that are not our children. */
+bool hf_pid_alive(pid_t pid);
+
+/* Remove a tree without crossing mount points; errors are ignored. */
+void hf_rm_rf(const char *path);
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+long long hf_now_ms(void);
+
+/*
+ * Glue for test files; they include kselftest_harness.h first.
+ */
+#ifdef __KSELFTEST_HARNESS_H
+
+/*
+ * The server needs root to open /dev/fuse, mount and switch credentials.
+ * A SKIP in 6.1's FIXTURE_SETUP would still run the test body, so leave
+ * the test process with the harness's "skip" exit code instead.
+ */
+#define HF_SETUP(_opts) do {						\
+	if (geteuid() != 0)						\
+		SKIP(_exit(255), "holdfastd must run as root (euid %d)",	\
+		     (int)geteuid());						\
+	ASSERT_EQ(0, hf_start(&self->h, (_opts), _metadata->timeout));	\
+} while (0)
+
+#define HF_TEARDOWN() hf_teardown(&self->h, !_metadata->passed)
+
+/* Short forms for the test bodies, which all have a "self->h". */
+#define M(...) hf_m(&self->h, __VA_ARGS__)
+#define S(...) hf_s(&self->h, __VA_ARGS__)
+
+/* The usual cache-mode variants: default, uncached, fully cached + writeback. */
+#define HF_CACHE_VARIANTS(fixture)					\
+FIXTURE_VARIANT(fixture) {						\
+	struct hf_opts o;						\
+};									\
+FIXTURE_VARIANT_ADD(fixture, cache_auto) {				\
+	.o = { .cache = "auto" },					\
+};									\
+FIXTURE_VARIANT_ADD(fixture, cache_never) {				\
+	.o = { .cache = "never" },					\
+};									\
+FIXTURE_VARIANT_ADD(fixture, cache_always_wb) {			\
+	.o = { .cache = "always", .writeback = true },			\
+}
+
+#endif /* __KSELFTEST_HARNESS_H */
+
+#endif /* HOLDFAST_FIXTURE_H */
