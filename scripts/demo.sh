@@ -56,6 +56,28 @@ echo "xattr on the host:   $(getfattr --only-values -n user.demo "$src/project/r
 diff -r /usr/include/linux "$src/project/linux" && echo "tree identical to /usr/include/linux"
 echo "files in src/: $(ls "$src/project/src" | wc -l) (200 - 1 renamed - 1 removed)"
 
+step "kill -9 the server in the middle of a write"
+# A writer streams 64 MiB through the mount in 64 KiB pieces while we
+# SIGKILL the serving process (the child of holdfast-fdstore).
+server=$(pgrep -P "$pid" holdfastd)
+head -c $((64 << 20)) /dev/urandom > "$work/payload"
+( dd if="$work/payload" of="$mnt/project/stream.bin" bs=64k oflag=sync status=none && \
+  echo ok > "$work/writer.rc" || echo "FAILED: $?" > "$work/writer.rc" ) &
+writer=$!
+sleep 0.3
+echo "writer running; kill -9 server pid $server"
+kill -9 "$server"
+sleep 0.2
+server2=$(pgrep -P "$pid" holdfastd || true)
+echo "kill -9 again (pid $server2) while the writer is still going"
+[ -n "$server2" ] && kill -9 "$server2"
+wait "$writer"
+echo "writer finished: $(cat "$work/writer.rc")"
+grep -q ok "$work/writer.rc" || { echo "the workload saw an error"; exit 1; }
+cmp "$work/payload" "$src/project/stream.bin" && echo "64 MiB verified byte for byte on the host"
+ls "$mnt/project/src" | wc -l | sed 's/^/files still listed through the mount: /'
+echo "server now: pid $(pgrep -P "$pid" holdfastd)"
+
 step "server status (holdfastctl status)"
 "$bin/holdfastctl" status "$mnt"
 

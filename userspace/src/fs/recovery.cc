@@ -104,8 +104,8 @@ Fd Passthrough::resolve_inode(uint64_t nodeid, const state::InodeRecord &r)
     fh.h.handle_bytes = r.handle_bytes;
     fh.h.handle_type = r.handle_type;
     memcpy(fh.h.f_handle, r.handle, r.handle_bytes);
-    auto root = inodes_.get(state::kRootNodeId);
-    Fd fd(open_by_handle_at(root->fd.get(), &fh.h, O_PATH | O_CLOEXEC));
+    // mount_fd must be a real open file (O_PATH fds are refused with EBADF).
+    Fd fd(open_by_handle_at(root_rdonly_.get(), &fh.h, O_PATH | O_CLOEXEC));
     if (!fd) {
         LOG_DBG("recovery: inode %llu: open_by_handle_at: %s", (unsigned long long)nodeid,
                 strerror(errno));
