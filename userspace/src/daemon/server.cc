@@ -28,6 +28,7 @@
 #include <optional>
 #include <pthread.h>
 #include <string>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
@@ -226,9 +227,34 @@ int exec_under_fdstore(int argc, char **argv)
     return 1;
 }
 
+namespace {
+// Every inode the kernel knows holds an O_PATH fd here: lift the fd limit
+// as far as we may (as root: to fs.nr_open, capped at a million, like
+// virtiofsd's --rlimit-nofile default).
+void raise_fd_limit()
+{
+    rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t want = 1000000;
+    if (FILE *f = fopen("/proc/sys/fs/nr_open", "re")) {
+        unsigned long long v;
+        if (fscanf(f, "%llu", &v) == 1 && v < want)
+            want = rlim_t(v);
+        fclose(f);
+    }
+    rlimit up{want, want};
+    if (want > rl.rlim_max && setrlimit(RLIMIT_NOFILE, &up) == 0)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+} // namespace
+
 int serve(const Options &o)
 {
     const long long t_start = mono_ns();
+    raise_fd_limit();
     struct stat st;
     if (stat(o.fs.shared_dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode)) {
         fprintf(stderr, "holdfastd: --shared-dir '%s': %s\n", o.fs.shared_dir.c_str(),
@@ -291,6 +317,7 @@ int serve(const Options &o)
     std::vector<Fd> clones;
     std::optional<devfuse::Mount> mount;
     if (recovering) {
+        LOG_DBG("recovery: region attached after %.2f ms", double(mono_ns() - t_start) / 1e6);
         ri.journal_records = journal.load_previous();
         std::vector<fdstore::NamedFd> rest;
         for (auto &nf : stored) {
@@ -300,6 +327,7 @@ int serve(const Options &o)
                 rest.push_back(std::move(nf));
         }
         pfs.recover(std::move(rest));
+        LOG_DBG("recovery: tables rebuilt after %.2f ms", double(mono_ns() - t_start) / 1e6);
         if (region->header().init.state.load(std::memory_order_acquire) == state::kLive)
             engine.adopt(load_init(region->header()));
         mount.emplace(devfuse::Mount::adopt(std::move(devfd), o.mountpoint));

@@ -460,7 +460,9 @@ int main(int argc, char **argv)
             }
             S.crash_ns = mono_ns();
             time_t now = time(nullptr);
-            if (now - S.window_start >= time_t(S.window_s)) {
+            // A daemon that got as far as serving (READY=1) was killed, not
+            // looping: only deaths before READY count toward the crash loop.
+            if (now - S.window_start >= time_t(S.window_s) || S.ready) {
                 S.window_start = now;
                 S.window_count = 0;
             }

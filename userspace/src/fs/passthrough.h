@@ -163,6 +163,7 @@ class Passthrough final : public fuse::Filesystem {
     std::shared_ptr<state::Handle> resolve_handle(uint64_t fh, const state::HandleRecord &r);
     Fd take_stored(const std::string &name);
     static std::string lock_name(uint64_t nodeid, uint64_t owner);
+    static size_t fd_budget();
 
     // Blocking-lock bookkeeping so INTERRUPT can wake a SETLKW waiter.
     struct Waiter {

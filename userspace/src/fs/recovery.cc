@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <stdexcept>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +26,19 @@ void Passthrough::start_fresh()
     if (fstat(root_path_.get(), &st) < 0)
         throw std::runtime_error("cannot stat shared directory: " + std::string(strerror(errno)));
     inodes_.set_root(std::move(root_path_), st);
+    inodes_.set_resolver(
+        [this](uint64_t id, const state::InodeRecord &r) { return resolve_inode(id, r); },
+        fd_budget());
+}
+
+size_t Passthrough::fd_budget()
+{
+    // Half the fd limit for inodes' O_PATH fds; the rest is for open files,
+    // lock owners, clones and the store's traffic.
+    rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 1u << 20;
+    return size_t(rl.rlim_cur / 2);
 }
 
 std::string Passthrough::lock_name(uint64_t nodeid, uint64_t owner)
@@ -52,6 +66,9 @@ void Passthrough::recover(std::vector<fdstore::NamedFd> stored)
     }
     inodes_.recover(std::move(root_path_),
                     [this](uint64_t id, const state::InodeRecord &r) { return resolve_inode(id, r); });
+    inodes_.set_resolver(
+        [this](uint64_t id, const state::InodeRecord &r) { return resolve_inode(id, r); },
+        fd_budget());
     handles_.recover(
         [this](uint64_t fh, const state::HandleRecord &r) { return resolve_handle(fh, r); },
         inodes_.capacity());

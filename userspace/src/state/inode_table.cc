@@ -16,8 +16,58 @@ InodeTable::InodeTable(Region &r)
 
 void InodeTable::publish(uint64_t slot, std::shared_ptr<Inode> obj)
 {
-    std::lock_guard g(stripes_[slot % kStripes]);
-    objs_[slot] = std::move(obj);
+    {
+        std::lock_guard g(stripes_[slot % kStripes]);
+        if (!objs_[slot] && obj)
+            resolved_.fetch_add(1, std::memory_order_relaxed);
+        objs_[slot] = std::move(obj);
+    }
+    if (resolved_.load(std::memory_order_relaxed) > max_open_)
+        evict_some();
+}
+
+void InodeTable::set_resolver(Resolver r, size_t max_open)
+{
+    std::lock_guard g(index_mu_);
+    resolver_ = std::move(r);
+    max_open_ = max_open < 64 ? 64 : max_open;
+    lazy_ = true;
+}
+
+bool InodeTable::evictable(uint64_t slot) const
+{
+    const auto &o = objs_[slot];
+    if (!o || o.use_count() != 1)
+        return false;
+    const InodeRecord &r = rec_[slot];
+    if (!r.handle_bytes || (r.flags & kInodeFdStored))
+        return false; // nothing else could bring it back
+    if (o->open_count.load(std::memory_order_relaxed))
+        return false;
+    std::unique_lock l(o->lock_mu, std::try_to_lock);
+    return l.owns_lock() && o->lock_fds.empty();
+}
+
+void InodeTable::evict_some() const
+{
+    std::unique_lock e(evict_mu_, std::try_to_lock);
+    if (!e.owns_lock())
+        return; // someone else is at it
+    uint64_t high = hdr_->inode_high.load(std::memory_order_acquire);
+    size_t target = max_open_ - max_open_ / 8; // leave room before the next round
+    for (uint64_t scanned = 0; scanned < high && resolved_.load() > target; scanned++) {
+        if (++clock_hand_ >= high)
+            clock_hand_ = kRootNodeId + 1;
+        uint64_t s = clock_hand_;
+        std::shared_ptr<Inode> dropped;
+        {
+            std::lock_guard g(stripes_[s % kStripes]);
+            if (!evictable(s))
+                continue;
+            dropped = std::move(objs_[s]);
+            resolved_.fetch_sub(1, std::memory_order_relaxed);
+        }
+    }
 }
 
 void InodeTable::set_root(Fd fd, const struct stat &st)
@@ -61,18 +111,27 @@ std::shared_ptr<Inode> InodeTable::get(uint64_t nodeid) const
 {
     if (nodeid == 0 || nodeid >= cap_)
         return nullptr;
-    std::lock_guard g(stripes_[nodeid % kStripes]);
-    auto &o = objs_[nodeid];
-    if (o || !lazy_)
-        return o;
-    // After a restart: a live record whose fd is not open in this process yet.
-    if (rec_[nodeid].state.load(std::memory_order_acquire) != kLive)
-        return nullptr;
-    Fd fd = resolver_(nodeid, rec_[nodeid]);
-    if (!fd)
-        return nullptr;
-    o = make_obj(nodeid, std::move(fd));
-    return o;
+    std::shared_ptr<Inode> obj;
+    bool over;
+    {
+        std::lock_guard g(stripes_[nodeid % kStripes]);
+        auto &o = objs_[nodeid];
+        if (o || !lazy_)
+            return o;
+        // Not open in this process: after a restart, or evicted to stay
+        // within the fd budget.  The record says whether it is still live.
+        if (rec_[nodeid].state.load(std::memory_order_acquire) != kLive)
+            return nullptr;
+        Fd fd = resolver_(nodeid, rec_[nodeid]);
+        if (!fd)
+            return nullptr;
+        o = make_obj(nodeid, std::move(fd));
+        obj = o;
+        over = resolved_.fetch_add(1, std::memory_order_relaxed) + 1 > max_open_;
+    }
+    if (over)
+        evict_some();
+    return obj;
 }
 
 void InodeTable::set_record_flags(uint64_t nodeid, uint32_t flags)
@@ -109,8 +168,8 @@ void InodeTable::recover(Fd root_fd, Resolver resolver)
     next_ = high;
     // Hand out low slots first, like a fresh table would.
     std::reverse(free_.begin(), free_.end());
-    publish(kRootNodeId, make_obj(kRootNodeId, std::move(root_fd)));
     lazy_ = true;
+    publish(kRootNodeId, make_obj(kRootNodeId, std::move(root_fd)));
 }
 
 std::shared_ptr<Inode> InodeTable::ref(Fd fd, const struct stat &st, const FileHandleBlob *fh)
@@ -123,8 +182,10 @@ std::shared_ptr<Inode> InodeTable::ref(Fd fd, const struct stat &st, const FileH
         std::lock_guard s(stripes_[slot % kStripes]);
         // After a restart the slot may not be open here yet: the fd the
         // caller just opened is as good as any.
-        if (!objs_[slot])
+        if (!objs_[slot]) {
             objs_[slot] = make_obj(slot, std::move(fd));
+            resolved_.fetch_add(1, std::memory_order_relaxed);
+        }
         return objs_[slot];
     }
 
@@ -198,6 +259,8 @@ bool InodeTable::forget(uint64_t nodeid, uint64_t n)
         live_--;
         std::lock_guard s(stripes_[nodeid % kStripes]);
         dropped = std::move(objs_[nodeid]);
+        if (dropped)
+            resolved_.fetch_sub(1, std::memory_order_relaxed);
     }
     // The fd closes when the last in-flight user lets go, outside the locks.
     return true;

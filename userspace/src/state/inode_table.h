@@ -8,6 +8,7 @@
 #include "util/fd.h"
 
 #include <atomic>
+#include <climits>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -68,6 +69,12 @@ class InodeTable {
     const InodeRecord &record(uint64_t nodeid) const { return rec_[nodeid]; }
     void set_record_flags(uint64_t nodeid, uint32_t flags);
 
+    // Open O_PATH fds are a budget (RLIMIT_NOFILE), not one per inode: past
+    // `max_open` resolved inodes, idle ones that can be reopened by file
+    // handle give their fd back and are resolved again on next use.
+    void set_resolver(Resolver r, size_t max_open);
+    size_t open_fds() const { return resolved_.load(std::memory_order_relaxed); }
+
     // Installs the shared directory as node 1.
     void set_root(Fd fd, const struct stat &st);
 
@@ -102,11 +109,17 @@ class InodeTable {
 
     void publish(uint64_t slot, std::shared_ptr<Inode> obj);
     std::shared_ptr<Inode> make_obj(uint64_t slot, Fd fd) const;
+    bool evictable(uint64_t slot) const;
+    void evict_some() const;
 
     RegionHeader *hdr_;
     InodeRecord *rec_;
     Resolver resolver_;
     bool lazy_ = false;
+    size_t max_open_ = SIZE_MAX;
+    mutable std::atomic<size_t> resolved_{0};
+    mutable std::mutex evict_mu_;
+    mutable uint64_t clock_hand_ = kRootNodeId + 1;
     uint64_t cap_;
     std::unique_ptr<std::shared_ptr<Inode>[]> objs_;
     mutable std::mutex stripes_[kStripes];
