@@ -312,7 +312,7 @@ int main(int argc, char **argv)
                                   {"restart-window", required_argument, nullptr, 'w'},
                                   {"help", no_argument, nullptr, 'h'},
                                   {nullptr, 0, nullptr, 0}};
-    unsigned max_fds = 65536;
+    unsigned max_fds = 8192;
     int c;
     while ((c = getopt_long(argc, argv, "+h", opts, nullptr)) != -1) {
         char *end;
