@@ -4,6 +4,7 @@
 // it must keep meaning the same inode in the next server process.
 #pragma once
 
+#include "state/inode_index.h"
 #include "state/region.h"
 #include "util/fd.h"
 
@@ -98,13 +99,6 @@ class InodeTable {
     uint64_t nlookup(uint64_t nodeid) const;
 
   private:
-    struct Key {
-        uint64_t dev, ino;
-        bool operator==(const Key &) const = default;
-    };
-    struct KeyHash {
-        size_t operator()(const Key &k) const { return k.ino * 0x9e3779b97f4a7c15ULL ^ k.dev; }
-    };
     static constexpr size_t kStripes = 64;
 
     void publish(uint64_t slot, std::shared_ptr<Inode> obj);
@@ -125,7 +119,7 @@ class InodeTable {
     mutable std::mutex stripes_[kStripes];
 
     mutable std::mutex index_mu_; // index_, free_, next_, nlookup updates
-    std::unordered_map<Key, uint64_t, KeyHash> index_;
+    InodeIndex index_;
     std::vector<uint64_t> free_;
     uint64_t next_ = kRootNodeId + 1;
     size_t live_ = 0;
