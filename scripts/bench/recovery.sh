@@ -45,6 +45,7 @@ int main(int c, char **v) {
 	return 0;
 }
 C
+upgrades=()
 printf '| inodes known | kills | attach ms (median/max) | crash-to-serving ms (median/max) | worst client stall ms | failed stats |\n'
 printf '|---|---|---|---|---|---|\n'
 for n in "${sizes[@]}"; do
@@ -98,7 +99,27 @@ PY
 	med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "%.1f/%.1f", a[int((NR+1)/2)], a[NR]}'; }
 	printf '| %s | 5 | %s | %s | %.1f | %d |\n' "$known" "$(med "${attach[@]}")" \
 		"$(med "${serving[@]}")" "$worst" "$fails"
+	# Live upgrade: the same client loop, during holdfastctl upgrade.
+	handover=() uworst=0
+	for k in 1 2 3; do
+		rm -f "$work/stop"
+		"$work/statloop" "$work/mnt/d0000/absent" "$work/stop" >"$work/loop.out" &
+		loop=$!
+		sleep 0.3
+		out=$("$bin/holdfastctl" upgrade "$work/mnt")
+		handover+=("$(echo "$out" | sed -n 's/.*"handover_ms":\([0-9.]*\).*/\1/p')")
+		sleep 0.3
+		touch "$work/stop"
+		wait "$loop"
+		read -r w _ f <"$work/loop.out"
+		uworst=$(python3 -c "print(max($uworst, $w))")
+		fails=$((fails + f))
+	done
+	upgrades+=("| $known | 3 | $(med "${handover[@]}") | $uworst | $fails |")
 	kill -TERM "$pid"
 	wait "$pid" || true
 	pid=
 done
+printf '\n| inodes known | upgrades | handover ms seen by holdfastctl (median/max) | worst client stall ms | failed stats |\n'
+printf '|---|---|---|---|---|\n'
+printf '%s\n' "${upgrades[@]}"
