@@ -46,19 +46,31 @@ int Passthrough::open(const fuse::Ctx &ctx, const fuse_open_in &in, fuse_open_ou
         return -EROFS;
     if (ino->is_dir())
         return -EISDIR;
-    if (auto e = replayed(ctx); e && e->phase == state::kJournalDone) {
-        if (e->error)
-            return e->error;
-        if (!handles_.get(e->fh))
-            return -EBADF;
-        out.fh = e->fh;
-        out.open_flags = open_reply_flags(false);
-        return 0;
-    }
+    if (auto e = replayed(ctx); e && e->phase == state::kJournalDone)
+        return open_from_journal(*e, nullptr, out, false);
     journal_begin(ctx);
     int err = open_file(ctx, std::move(ino), in, out);
     journal_done(err, 0, err ? 0 : out.fh);
     return err;
+}
+
+int Passthrough::open_from_journal(const state::JournalEntry &e, fuse_entry_out *entry,
+                                   fuse_open_out &out, bool dir)
+{
+    // The predecessor opened (and maybe created) it; the kernel never got
+    // the reply.  Its handle is live in the table: answer with it.
+    if (e.error)
+        return e.error;
+    if (entry) {
+        int err = entry_for(e.nodeid, *entry);
+        if (err)
+            return err;
+    }
+    if (!handles_.get(e.fh))
+        return -EBADF;
+    out.fh = e.fh;
+    out.open_flags = open_reply_flags(dir);
+    return 0;
 }
 
 int Passthrough::open_file(const fuse::Ctx &ctx, std::shared_ptr<state::Inode> ino,
@@ -99,16 +111,7 @@ int Passthrough::create(const fuse::Ctx &ctx, const fuse_create_in &in, std::str
     int flags = int(in.flags);
     auto e = replayed(ctx);
     if (e && e->phase == state::kJournalDone) {
-        if (e->error)
-            return e->error;
-        int err = entry_for(e->nodeid, entry);
-        if (err)
-            return err;
-        if (!handles_.get(e->fh))
-            return -EBADF;
-        out.fh = e->fh;
-        out.open_flags = open_reply_flags(false);
-        return 0;
+        return open_from_journal(*e, &entry, out, false);
     }
     // Started before a crash: the file may exist because of us; O_EXCL
     // would turn our own success into EEXIST.
@@ -166,16 +169,7 @@ int Passthrough::tmpfile(const fuse::Ctx &ctx, const fuse_create_in &in, fuse_en
     if (!parent->is_dir())
         return -ENOTDIR;
     if (auto e = replayed(ctx); e && e->phase == state::kJournalDone) {
-        if (e->error)
-            return e->error;
-        int err = entry_for(e->nodeid, entry);
-        if (err)
-            return err;
-        if (!handles_.get(e->fh))
-            return -EBADF;
-        out.fh = e->fh;
-        out.open_flags = open_reply_flags(false);
-        return 0;
+        return open_from_journal(*e, &entry, out, false);
     }
     journal_begin(ctx);
     int err = tmpfile_create(ctx, *parent, in, entry, out);

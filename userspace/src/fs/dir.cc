@@ -37,15 +37,8 @@ int Passthrough::opendir(const fuse::Ctx &ctx, const fuse_open_in &in, fuse_open
         return -ESTALE;
     if (!ino->is_dir())
         return -ENOTDIR;
-    if (auto e = replayed(ctx); e && e->phase == state::kJournalDone) {
-        if (e->error)
-            return e->error;
-        if (!handles_.get(e->fh))
-            return -EBADF;
-        out.fh = e->fh;
-        out.open_flags = open_reply_flags(true);
-        return 0;
-    }
+    if (auto e = replayed(ctx); e && e->phase == state::kJournalDone)
+        return open_from_journal(*e, nullptr, out, true);
     int fd;
     {
         CredScope cred(ctx, opts_.switch_creds, opts_.host_pids);

@@ -137,6 +137,8 @@ class Passthrough final : public fuse::Filesystem {
     int make_handle(std::shared_ptr<state::Inode> ino, Fd fd, int flags, bool dir,
                     fuse_open_out &out);
     int kill_suidgid(int fd) const;
+    int open_from_journal(const state::JournalEntry &e, fuse_entry_out *entry,
+                          fuse_open_out &out, bool dir);
     int open_file(const fuse::Ctx &ctx, std::shared_ptr<state::Inode> ino,
                   const fuse_open_in &in, fuse_open_out &out);
     int create_file(const fuse::Ctx &ctx, const state::Inode &parent, std::string_view name,
