@@ -92,9 +92,11 @@ Region Region::attach(Fd fd)
                   std::to_string(size));
     // Every table must lie inside the mapping, in order, without overflow.
     auto table_ok = [&](uint64_t off, uint64_t cap, uint64_t rec, uint64_t after) {
-        if (off % 4096 || off < after || cap == 0 || cap > (uint64_t(1) << 40) / rec)
+        if (off % 4096 || off < after || off > size || cap == 0 ||
+            cap > (uint64_t(1) << 40) / rec)
             return false;
-        return off + cap * rec <= size;
+        return cap * rec <= size - off; // no sum that could wrap
+
     };
     if (!table_ok(h.inode_offset, h.inode_capacity, sizeof(InodeRecord), sizeof(RegionHeader)) ||
         !table_ok(h.handle_offset, h.handle_capacity, sizeof(HandleRecord),
