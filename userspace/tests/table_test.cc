@@ -752,16 +752,31 @@ TEST(InodeRecover, RefusesCorruptRecords) {
         EXPECT_THROW(t.recover(some_fd(), [](uint64_t, const InodeRecord &) { return Fd(); }),
                      std::runtime_error);
     }
-    {
-        // Two live records for one (dev, ino): node ids would be ambiguous.
-        Served old;
-        auto a = old.inodes.ref(some_fd(), fake_stat(7, 100), nullptr);
-        auto b = old.inodes.ref(some_fd(), fake_stat(7, 101), nullptr);
-        old.region.inodes()[b->nodeid].ino = 100;
-        InodeTable t(old.region);
-        EXPECT_THROW(t.recover(some_fd(), [](uint64_t, const InodeRecord &) { return Fd(); }),
-                     std::runtime_error);
-    }
+}
+
+// Two live records for one (dev, ino) are legitimate: the host reused the
+// inode number of a deleted file while the kernel still held the old node
+// id.  Both stay live; a lookup whose file handle differs from the indexed
+// slot's gets a fresh slot instead of the stale object.
+TEST(InodeRecover, ReusedInodeNumberIsNotCorruption) {
+    Served old;
+    FileHandleBlob h1{1, 8, {1}}, h2{1, 8, {2}};
+    auto a = old.inodes.ref(some_fd(), fake_stat(7, 100), &h1);
+    auto b = old.inodes.ref(some_fd(), fake_stat(7, 101), &h2);
+    old.region.inodes()[b->nodeid].ino = 100;
+    InodeTable t(old.region);
+    ASSERT_NO_THROW(t.recover(some_fd(), [](uint64_t, const InodeRecord &) { return Fd(); }));
+    EXPECT_EQ(3u, t.live());
+    FileHandleBlob h3{1, 8, {3}};
+    auto c = t.ref(some_fd(), fake_stat(7, 100), &h3);
+    ASSERT_TRUE(c);
+    EXPECT_NE(a->nodeid, c->nodeid);
+    EXPECT_NE(b->nodeid, c->nodeid);
+    EXPECT_EQ(4u, t.live());
+    // The same handle again: the same slot, one more reference.
+    auto d = t.ref(some_fd(), fake_stat(7, 100), &h3);
+    EXPECT_EQ(c->nodeid, d->nodeid);
+    EXPECT_EQ(2u, t.nlookup(c->nodeid));
 }
 
 TEST(HandleRecover, HandlesResolveLazilyAndKeepTheirFh) {

@@ -2,6 +2,7 @@
 #include "daemon/server.h"
 
 #include "fdstore/client.h"
+#include "fdstore/protocol.h"
 #include "fs/passthrough.h"
 #include "fuse/engine.h"
 #include "fuse/opcodes.h"
@@ -292,7 +293,14 @@ int serve(const Options &o)
         Fd memfd = take_named(stored, "state");
         if (!memfd)
             throw std::runtime_error("the fd store holds a FUSE connection but no state region");
-        region.emplace(state::Region::attach(std::move(memfd)));
+        try {
+            region.emplace(state::Region::attach(std::move(memfd)));
+        } catch (const std::runtime_error &e) {
+            // Serving from a region we cannot trust would answer with wrong
+            // files; and no restart will make it trustworthy.
+            fprintf(stderr, "holdfastd: %s\n", e.what());
+            return fdstore::kExitNoRestart;
+        }
         ri.generation = region->header().attach_generation.fetch_add(1) + 1;
     } else {
         if (stat(o.mountpoint.c_str(), &st) < 0 || !S_ISDIR(st.st_mode)) {
@@ -326,7 +334,12 @@ int serve(const Options &o)
             else
                 rest.push_back(std::move(nf));
         }
-        pfs.recover(std::move(rest));
+        try {
+            pfs.recover(std::move(rest));
+        } catch (const std::runtime_error &e) {
+            fprintf(stderr, "holdfastd: %s\n", e.what());
+            return fdstore::kExitNoRestart;
+        }
         LOG_DBG("recovery: tables rebuilt after %.2f ms", double(mono_ns() - t_start) / 1e6);
         if (region->header().init.state.load(std::memory_order_acquire) == state::kLive)
             engine.adopt(load_init(region->header()));
@@ -349,14 +362,12 @@ int serve(const Options &o)
         threads = n < 2 ? 2 : n;
     }
     devfuse::Session session(engine, mount->fd(), threads, std::move(clones));
-    std::vector<int> made = session.start();
-    if (rec.store && !made.empty())
-        rec.store->store("clone", made);
-    threads = session.threads();
-
     if (recovering) {
         // Everything the dead server had read goes back to the queue, marked
         // FUSE_UNIQUE_RESEND; the journal answers what already happened.
+        // Before our readers start: a resend takes every request read and
+        // not yet answered, and would hand ours back to us as if they were
+        // our predecessor's, to be executed twice.
         if (engine.negotiated().kernel_has(fuse::kHasResend)) {
             int r = session.notify_resend();
             ri.resend_sent = r == 0;
@@ -366,6 +377,13 @@ int serve(const Options &o)
             LOG_WARN("this kernel lacks FUSE_NOTIFY_RESEND (6.9+): requests the previous "
                      "server had read are lost; their callers wait until the mount is aborted");
         }
+    }
+    std::vector<int> made = session.start();
+    if (rec.store && !made.empty())
+        rec.store->store("clone", made);
+    threads = session.threads();
+
+    if (recovering) {
         long long now = mono_ns();
         ri.attach_ms = double(now - t_start) / 1e6;
         if (const char *c = getenv("HOLDFAST_CRASH_NS"); c && atoll(c) > 0)
@@ -427,7 +445,9 @@ int serve(const Options &o)
             if (bin != "-")
                 notifier.send("HOLDFAST_EXEC=" + bin + "\n");
             notifier.send("STOPPING=1\nHOLDFAST_RESTART=1\n");
-            unsigned busy = session.stop(2000);
+            // A worker blocked in a lock wait never finishes: its request is
+            // resent to our successor, which waits in its place.
+            unsigned busy = session.stop(500);
             LOG_INFO("handover: stopped taking requests in %.2f ms (%u still busy; the kernel "
                      "resends theirs to our successor)",
                      double(mono_ns() - t0) / 1e6, busy);

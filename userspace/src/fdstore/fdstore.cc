@@ -46,6 +46,8 @@ struct Store {
     pid_t child = 0;
     char **argv = nullptr;
     char exec_override[PATH_MAX] = "";
+    char good_exec[PATH_MAX] = ""; // binary of the last daemon that served
+    bool started_by_handover = false;
     bool handover = false;
     bool handover_done = false;
     bool inherited_closed = false;
@@ -199,8 +201,11 @@ void handle_message()
     }
     if (field(buf, n, "FDSTOREREMOVE", val, sizeof(val)) && strcmp(val, "1") == 0 && has_name)
         remove_name(name);
-    if (field(buf, n, "READY", val, sizeof(val)) && strcmp(val, "1") == 0)
+    if (field(buf, n, "READY", val, sizeof(val)) && strcmp(val, "1") == 0) {
         S.ready = S.ever_ready = true;
+        snprintf(S.good_exec, sizeof(S.good_exec), "%s",
+                 S.exec_override[0] ? S.exec_override : S.argv[0]);
+    }
     if (field(buf, n, "STATUS", val, sizeof(val)))
         snprintf(S.status, sizeof(S.status), "%s", val);
     if (field(buf, n, "HOLDFAST_EXEC", val, sizeof(val)))
@@ -281,6 +286,7 @@ void spawn()
     }
     S.child = pid;
     S.ready = false;
+    S.started_by_handover = S.handover;
     if (S.handover)
         S.handover_done = true;
     S.handover = false;
@@ -440,6 +446,23 @@ int main(int argc, char **argv)
             }
             S.child = 0;
             bool crashed = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status));
+            if (WIFEXITED(status) && WEXITSTATUS(status) == kExitNoRestart) {
+                logf("daemon exited with status %d: restarting cannot help; giving up",
+                     kExitNoRestart);
+                exit_code = kExitNoRestart;
+                goto out;
+            }
+            if (crashed && !S.ready && S.started_by_handover && S.good_exec[0]) {
+                // The binary we were asked to hand over to does not come up:
+                // go back to the last one that served instead of looping on it.
+                logf("%s died before serving; falling back to %s",
+                     S.exec_override[0] ? S.exec_override : S.argv[0], S.good_exec);
+                snprintf(S.exec_override, sizeof(S.exec_override), "%s", S.good_exec);
+                S.started_by_handover = false;
+                S.restarts++;
+                spawn();
+                continue;
+            }
             if (!S.ever_ready) {
                 // It never served: a bad option or a missing directory is not
                 // something a restart fixes.  Pass its verdict on.

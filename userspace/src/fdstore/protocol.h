@@ -19,6 +19,9 @@
 namespace holdfast::fdstore {
 
 constexpr int kListenFdsStart = 3;          // SD_LISTEN_FDS_START
+// A daemon exiting with this status says a restart cannot help (EX_CONFIG:
+// e.g. the state it was handed is corrupt): the store gives up at once.
+constexpr int kExitNoRestart = 78;
 constexpr unsigned kMaxNameLen = 255;       // systemd's FDNAME limit
 constexpr unsigned kMaxFdsPerMessage = 253; // SCM_MAX_FD
 

@@ -46,6 +46,11 @@ int Passthrough::open(const fuse::Ctx &ctx, const fuse_open_in &in, fuse_open_ou
         return -EROFS;
     if (ino->is_dir())
         return -EISDIR;
+    // A kernel never sends OPEN for a FIFO, socket or device (it opens
+    // those itself); a hostile client might, to block a worker on a FIFO
+    // or reach a host device.  Only regular files are opened here.
+    if (!ino->is_reg())
+        return -EINVAL;
     if (auto e = replayed(ctx); e && e->phase == state::kJournalDone)
         return open_from_journal(*e, nullptr, out, false);
     journal_begin(ctx);
@@ -93,7 +98,7 @@ int Passthrough::open_file(const fuse::Ctx &ctx, std::shared_ptr<state::Inode> i
         if (err)
             return err;
     }
-    return make_handle(std::move(ino), std::move(owned), hflags, false, out);
+    return make_handle(std::move(ino), std::move(owned), hflags, false, ctx.unique, out);
 }
 
 int Passthrough::create(const fuse::Ctx &ctx, const fuse_create_in &in, std::string_view name,
@@ -151,7 +156,8 @@ int Passthrough::create_file(const fuse::Ctx &ctx, const state::Inode &parent,
     if (err)
         return err;
     auto ino = inodes_.get(entry.nodeid);
-    err = ino ? make_handle(std::move(ino), std::move(fd), hflags & ~(O_CREAT | O_EXCL), false, out)
+    err = ino ? make_handle(std::move(ino), std::move(fd), hflags & ~(O_CREAT | O_EXCL), false,
+                          ctx.unique, out)
               : -ESTALE;
     if (err)
         forget(entry.nodeid, 1);
@@ -204,7 +210,8 @@ int Passthrough::tmpfile_create(const fuse::Ctx &ctx, const state::Inode &parent
     // No name will ever bring an O_TMPFILE back: only its fd can.
     if (ino)
         keep_inode(*ino);
-    err = ino ? make_handle(std::move(ino), std::move(fd), hflags & ~O_TMPFILE, false, out)
+    err = ino ? make_handle(std::move(ino), std::move(fd), hflags & ~O_TMPFILE, false, ctx.unique,
+                          out)
               : -ESTALE;
     if (err)
         forget(entry.nodeid, 1);
@@ -323,12 +330,21 @@ int Passthrough::flush(const fuse::Ctx &, const fuse_flush_in &in)
 
 int Passthrough::release(const fuse::Ctx &ctx, const fuse_release_in &in, bool dir)
 {
-    if (auto e = replayed(ctx); e && e->phase == state::kJournalDone)
-        return e->error;
-    bool stored = in.fh > 0 && in.fh < handles_.capacity() &&
-                  (handles_.record(in.fh).flags.load(std::memory_order_acquire) &
-                   state::kHandleFdStored);
-    journal_begin(ctx);
+    if (in.fh == 0 || in.fh >= handles_.capacity())
+        return -EBADF;
+    const state::HandleRecord &hr = handles_.record(in.fh);
+    const bool live = hr.state.load(std::memory_order_acquire) == state::kLive;
+    if (auto e = replayed(ctx)) {
+        if (e->phase == state::kJournalDone)
+            return e->error;
+        // Started: our predecessor may have released it already, and the
+        // slot may since hold another open file.  Only the handle the
+        // request meant may go.
+        if (!live || hr.opened_by != e->u64)
+            return 0;
+    }
+    bool stored = hr.flags.load(std::memory_order_acquire) & state::kHandleFdStored;
+    journal_begin(ctx, live ? hr.opened_by : 0);
     auto h = handles_.remove(in.fh);
     // A resent RELEASE whose handle is gone was carried out before the crash.
     int err = h ? 0 : (ctx.resent ? 0 : -EBADF);

@@ -50,7 +50,7 @@ int Passthrough::opendir(const fuse::Ctx &ctx, const fuse_open_in &in, fuse_open
     if (fd < 0)
         return fd;
     journal_begin(ctx);
-    int err = make_handle(std::move(ino), Fd(fd), O_RDONLY | O_DIRECTORY, true, out);
+    int err = make_handle(std::move(ino), Fd(fd), O_RDONLY | O_DIRECTORY, true, ctx.unique, out);
     journal_done(err, 0, err ? 0 : out.fh);
     return err;
 }

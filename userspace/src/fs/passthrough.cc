@@ -220,9 +220,10 @@ uint32_t Passthrough::open_reply_flags(bool dir) const
 }
 
 int Passthrough::make_handle(std::shared_ptr<Inode> ino, Fd fd, int flags, bool dir,
-                             fuse_open_out &out)
+                             uint64_t opened_by, fuse_open_out &out)
 {
     auto h = std::make_shared<state::Handle>();
+    h->opened_by = opened_by;
     ino->open_count.fetch_add(1, std::memory_order_relaxed);
     h->inode = std::move(ino);
     h->fd = std::move(fd);

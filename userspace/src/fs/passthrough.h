@@ -135,7 +135,7 @@ class Passthrough final : public fuse::Filesystem {
     std::shared_ptr<state::Handle> handle_for(uint64_t fh, uint64_t nodeid) const;
     uint32_t open_reply_flags(bool dir) const;
     int make_handle(std::shared_ptr<state::Inode> ino, Fd fd, int flags, bool dir,
-                    fuse_open_out &out);
+                    uint64_t opened_by, fuse_open_out &out);
     int kill_suidgid(int fd) const;
     int open_from_journal(const state::JournalEntry &e, fuse_entry_out *entry,
                           fuse_open_out &out, bool dir);

@@ -162,6 +162,7 @@ std::shared_ptr<state::Handle> Passthrough::resolve_handle(uint64_t fh, const st
     h->fd = std::move(fd);
     h->flags = int(r.open_flags);
     h->dir = r.kind == state::kDir;
+    h->opened_by = r.opened_by;
     return h;
 }
 

@@ -33,6 +33,7 @@ uint64_t HandleTable::add(std::shared_ptr<Handle> h)
     r.kind = h->dir ? kDir : kFile;
     r.nodeid = h->inode ? h->inode->nodeid : 0;
     r.open_flags = static_cast<uint32_t>(h->flags);
+    r.opened_by = h->opened_by;
     r.flags.store(0, std::memory_order_relaxed);
     h->fh = slot;
     {

@@ -21,6 +21,7 @@ struct Handle {
     Fd fd;
     int flags = 0; // host open flags
     bool dir = false;
+    uint64_t opened_by = 0; // unique of the request that opened it
 
     // Directory streams: one reader at a time, resumes at a d_off cookie.
     std::mutex mu;

@@ -95,6 +95,19 @@ void InodeTable::set_root(Fd fd, const struct stat &st)
     publish(kRootNodeId, std::move(obj));
 }
 
+bool InodeTable::same_object(const InodeRecord &r, const struct stat &st,
+                             const FileHandleBlob *fh)
+{
+    if ((r.mode & S_IFMT) != (st.st_mode & S_IFMT))
+        return false;
+    // A file handle carries a generation number: it tells a reused inode
+    // number from the object we knew, where (dev, ino) cannot.
+    if (fh && fh->bytes && r.handle_bytes)
+        return r.handle_type == fh->type && r.handle_bytes == fh->bytes &&
+               memcmp(r.handle, fh->data, fh->bytes) == 0;
+    return true;
+}
+
 std::shared_ptr<Inode> InodeTable::make_obj(uint64_t slot, Fd fd) const
 {
     const InodeRecord &r = rec_[slot];
@@ -172,9 +185,13 @@ void InodeTable::recover(Fd root_fd, Resolver resolver)
             !r.mode)
             throw std::runtime_error("refusing state region: inode record " +
                                      std::to_string(slot) + " is corrupt");
-        if (!index_.insert(r.dev, r.ino, slot))
-            throw std::runtime_error("refusing state region: inode " + std::to_string(r.ino) +
-                                     " appears twice in the table");
+        // Two live slots with one identity: the host reused an inode number
+        // while the kernel still held the old node id.  The newer slot is
+        // indexed; a lookup that finds the wrong object corrects it (ref()).
+        uint64_t prev = index_.find(r.dev, r.ino);
+        if (prev != InodeIndex::kNone && rec_[prev].generation <= r.generation)
+            index_.erase(r.dev, r.ino);
+        index_.insert(r.dev, r.ino, slot);
         live_++;
     }
     next_ = high;
@@ -187,7 +204,15 @@ void InodeTable::recover(Fd root_fd, Resolver resolver)
 std::shared_ptr<Inode> InodeTable::ref(Fd fd, const struct stat &st, const FileHandleBlob *fh)
 {
     std::lock_guard g(index_mu_);
-    if (uint64_t slot = index_.find(st.st_dev, st.st_ino); slot != InodeIndex::kNone) {
+    uint64_t slot = index_.find(st.st_dev, st.st_ino);
+    if (slot != InodeIndex::kNone && !same_object(rec_[slot], st, fh)) {
+        // The host reused the inode number of an object we still have a
+        // (stale) slot for: the kernel may still name that slot, so it
+        // stays live, but the identity now belongs to a new slot.
+        index_.erase(st.st_dev, st.st_ino);
+        slot = InodeIndex::kNone;
+    }
+    if (slot != InodeIndex::kNone) {
         rec_[slot].nlookup.fetch_add(1, std::memory_order_release);
         std::lock_guard s(stripes_[slot % kStripes]);
         // After a restart the slot may not be open here yet: the fd the
@@ -199,7 +224,6 @@ std::shared_ptr<Inode> InodeTable::ref(Fd fd, const struct stat &st, const FileH
         return objs_[slot];
     }
 
-    uint64_t slot;
     if (!free_.empty()) {
         slot = free_.back();
         free_.pop_back();
@@ -263,7 +287,9 @@ bool InodeTable::forget(uint64_t nodeid, uint64_t n)
         if (left)
             return false;
         r.state.store(kFree, std::memory_order_release);
-        index_.erase(r.dev, r.ino);
+        // Only our own entry: a reused inode number may map to a newer slot.
+        if (index_.find(r.dev, r.ino) == nodeid)
+            index_.erase(r.dev, r.ino);
         free_.push_back(nodeid);
         live_--;
         std::lock_guard s(stripes_[nodeid % kStripes]);

@@ -104,6 +104,8 @@ class InodeTable {
     void publish(uint64_t slot, std::shared_ptr<Inode> obj);
     std::shared_ptr<Inode> make_obj(uint64_t slot, Fd fd) const;
     bool evictable(uint64_t slot) const;
+    static bool same_object(const InodeRecord &r, const struct stat &st,
+                            const FileHandleBlob *fh);
     void evict_some() const;
 
     RegionHeader *hdr_;

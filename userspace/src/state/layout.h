@@ -57,7 +57,9 @@ struct HandleRecord {
     uint64_t nodeid;
     uint32_t open_flags; // the flags the host fd was opened with
     std::atomic<uint32_t> flags; // HandleFlags
-    uint64_t reserved[2];
+    uint64_t opened_by;  // unique of the OPEN/CREATE that made it: tells a
+                         // reused slot from the handle a request meant
+    uint64_t reserved[1];
 };
 static_assert(sizeof(HandleRecord) == 40);
 

@@ -5,6 +5,7 @@
 #include "util/log.h"
 
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -37,7 +38,8 @@ int Session::notify_resend()
 unsigned Session::stop(int timeout_ms)
 {
     stopping_.store(true, std::memory_order_release);
-    for (int waited = 0;; waited += 5) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
         {
             // Kick readers out of read(2): the wake signal has no SA_RESTART.
             std::lock_guard g(mu_);
@@ -45,7 +47,7 @@ unsigned Session::stop(int timeout_ms)
                 pthread_kill(t, SIGUSR2);
         }
         unsigned busy = running_.load(std::memory_order_acquire);
-        if (!busy || waited >= timeout_ms)
+        if (!busy || std::chrono::steady_clock::now() >= deadline)
             return busy;
         usleep(5000);
     }
@@ -102,6 +104,11 @@ Buffer alloc_buffer(size_t n)
     void *p = nullptr;
     if (posix_memalign(&p, 4096, n) != 0)
         throw std::bad_alloc();
+    // Touch every page now: a server killed while the kernel copies a
+    // request into a page it has never touched cannot fault it in, and the
+    // kernel then fails that request with EIO instead of leaving it to be
+    // resent to our successor.
+    memset(p, 0, n);
     return Buffer(static_cast<std::byte *>(p));
 }
 } // namespace
