@@ -463,9 +463,10 @@ watchdog(const struct hf *h, int rfd, unsigned int timeout_s, pid_t test_pgrp)
 }
 
 static void build_argv(const char **argv, int max, const char *bin, const struct hf *h,
-		       const struct hf_opts *o, char *threads)
+		       const struct hf_opts *o, char *threads, char *extra)
 {
 	const char *lvl = getenv("HOLDFAST_LOG_LEVEL");
+	const char *transport = getenv("HOLDFAST_TRANSPORT");
 	int n = 0;
 
 	argv[n++] = bin;
@@ -485,6 +486,8 @@ static void build_argv(const char **argv, int max, const char *bin, const struct
 		argv[n++] = "--xattr";
 	if (o && o->readonly)
 		argv[n++] = "--readonly";
+	if (o && o->fault_injection)
+		argv[n++] = "--fault-injection";
 	if (o && o->threads > 0) {
 		argv[n++] = "--thread-pool-size";
 		argv[n++] = threads;
@@ -493,22 +496,34 @@ static void build_argv(const char **argv, int max, const char *bin, const struct
 		argv[n++] = "--log-level";
 		argv[n++] = lvl;
 	}
+	/* HOLDFAST_TRANSPORT=uring selftests/run-host.sh: every test over io_uring. */
+	if (transport && *transport) {
+		argv[n++] = "--transport";
+		argv[n++] = transport;
+	}
+	if (extra) {
+		char *save, *tok;
+
+		for (tok = strtok_r(extra, " ", &save); tok && n < max - 1;
+		     tok = strtok_r(NULL, " ", &save))
+			argv[n++] = tok;
+	}
 	argv[n] = NULL;
-	(void)max;
 }
 
 static pid_t spawn_server(const struct hf *h, const struct hf_opts *o, int ready_w)
 {
 	const char *bin = getenv("HOLDFASTD");
-	const char *argv[32];
-	char threads[16];
+	const char *argv[64];
+	char threads[16], extra[1024];
 	pid_t parent = getpid();
 	pid_t pid;
 
 	if (!bin || !*bin)
 		bin = HF_DEFAULT_HOLDFASTD;
 	snprintf(threads, sizeof(threads), "%d", o ? o->threads : 0);
-	build_argv(argv, 32, bin, h, o, threads);
+	snprintf(extra, sizeof(extra), "%s", o && o->extra_args ? o->extra_args : "");
+	build_argv(argv, 64, bin, h, o, threads, extra);
 
 	fflush(stdout);
 	fflush(stderr);
@@ -551,6 +566,7 @@ static int wait_ready(struct hf *h, int ready_r)
 {
 	long long end = hf_now_ms() + HF_READY_TIMEOUT_MS;
 	char buf[64], fstype[64];
+	long long mounted_at = 0;
 	size_t got = 0;
 	bool eof = false;
 
@@ -574,10 +590,19 @@ static int wait_ready(struct hf *h, int ready_r)
 		} else if (eof) {
 			sleep_ms(50);
 		}
-		/* Fallback the contract allows: the mount simply appears. */
+		/*
+		 * Fallback the contract allows: the mount simply appears.  The
+		 * mount exists before the server serves (INIT, the io_uring
+		 * queues, the control socket come after it), so a server that
+		 * does write "ready" gets a moment to do so.
+		 */
 		if (hf_is_mounted(h->mnt, fstype, sizeof(fstype)) &&
-		    !strcmp(fstype, "fuse.holdfast"))
-			return 0;
+		    !strcmp(fstype, "fuse.holdfast")) {
+			if (!mounted_at)
+				mounted_at = hf_now_ms();
+			if (eof || hf_now_ms() - mounted_at >= HF_READY_GRACE_MS)
+				return 0;
+		}
 		if (waitpid(h->pid, &status, WNOHANG) == h->pid) {
 			h->reaped = true;
 			h->wstatus = status;
@@ -604,6 +629,7 @@ int hf_start(struct hf *h, const struct hf_opts *o, unsigned int timeout_s)
 
 	memset(h, 0, sizeof(*h));
 	h->wd_fd = -1;
+	h->fault_injection = o && o->fault_injection;
 	/* Tests compare exact modes; the kernel applies the caller's umask. */
 	umask(0);
 
@@ -832,10 +858,39 @@ static void release_mount_refs(const struct hf *h)
 	}
 }
 
+/* $HF_KEEP_LOGS=DIR: keep every server log as DIR/<scratch dir name>.log. */
+static void keep_log(const struct hf *h)
+{
+	const char *dir = getenv("HF_KEEP_LOGS");
+	const char *name = strrchr(h->base, '/');
+	char path[PATH_MAX], buf[65536];
+	int in, out;
+	ssize_t n;
+
+	if (!dir || !*dir || !name)
+		return;
+	snprintf(path, sizeof(path), "%s%s.log", dir, name);
+	in = open(h->log, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return;
+	out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (out >= 0) {
+		while ((n = read(in, buf, sizeof(buf))) > 0)
+			if (write(out, buf, n) != n)
+				break;
+		close(out);
+		hf_log("server log kept as %s", path);
+	}
+	close(in);
+}
+
 void hf_teardown(struct hf *h, bool failed)
 {
 	if (!h->base[0])
 		return;
+	/* A request stalled by fault injection would keep SIGTERM from ending the server. */
+	if (h->fault_injection && h->started && !h->reaped)
+		hf_ctl(h, NULL, 0, 3000, "unstall", NULL);
 	release_mount_refs(h);
 	if (h->started) {
 		int st = hf_stop(h, SIGTERM);
@@ -845,6 +900,7 @@ void hf_teardown(struct hf *h, bool failed)
 	}
 	if (failed || getenv("HOLDFAST_SHOW_LOG"))
 		dump_log(h);
+	keep_log(h);
 	if (h->wd_fd >= 0) {
 		if (write(h->wd_fd, "D", 1) != 1)
 			hf_log("watchdog pipe: %s", strerror(errno));
@@ -855,4 +911,176 @@ void hf_teardown(struct hf *h, bool failed)
 	hf_rm_rf(h->base);
 	h->base[0] = 0;
 	h->started = false;
+}
+
+/*
+ * Crash recovery helpers.
+ */
+
+int hf_ctl(const struct hf *h, char *out, size_t cap, int timeout_ms, const char *cmd, ...)
+{
+	const char *ctl = getenv("HOLDFASTCTL");
+	const char *argv[16];
+	long long end = hf_now_ms() + timeout_ms;
+	size_t got = 0;
+	int p[2], n = 0, status;
+	const char *a;
+	va_list ap;
+	pid_t pid;
+
+	if (!ctl || !*ctl)
+		ctl = HF_DEFAULT_HOLDFASTCTL;
+	argv[n++] = ctl;
+	argv[n++] = cmd;
+	argv[n++] = h->mnt;
+	va_start(ap, cmd);
+	while ((a = va_arg(ap, const char *)) && n < 15)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	if (out && cap)
+		out[0] = 0;
+	if (pipe2(p, O_CLOEXEC))
+		return -1;
+	pid = hf_fork_child(&p[1], 1);
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		dup2(3, 1);
+		dup2(3, 2);
+		close(3);
+		execv(ctl, (char **)argv);
+		fprintf(stderr, "exec %s: %s\n", ctl, strerror(errno));
+		_exit(127);
+	}
+	close(p[1]);
+	for (;;) {
+		struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+		long long left = end - hf_now_ms();
+		char sink[512];
+		ssize_t r;
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+			break;
+		if (out && got + 1 < cap)
+			r = read(p[0], out + got, cap - 1 - got);
+		else
+			r = read(p[0], sink, sizeof(sink));
+		if (r <= 0)
+			break;
+		if (out && got + 1 < cap) {
+			got += r;
+			out[got] = 0;
+		}
+	}
+	close(p[0]);
+	status = hf_wait(pid, (int)(end > hf_now_ms() ? end - hf_now_ms() : 0) + 100);
+	if (status == -1 || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+bool hf_json_num(const char *doc, const char *key, double *out)
+{
+	char needle[128];
+	const char *p;
+	char *end;
+
+	if (!doc)
+		return false;
+	snprintf(needle, sizeof(needle), "\"%s\":", key);
+	p = strstr(doc, needle);
+	if (!p)
+		return false;
+	p += strlen(needle);
+	while (*p == ' ')
+		p++;
+	*out = strtod(p, &end);
+	return end > p;
+}
+
+bool hf_status(const struct hf *h, char *buf, size_t cap)
+{
+	return hf_ctl(h, buf, cap, 5000, "status", NULL) == 0 && buf[0] == '{';
+}
+
+double hf_status_num(const struct hf *h, const char *key)
+{
+	static char doc[16384];
+	double v;
+
+	if (!hf_status(h, doc, sizeof(doc)) || !hf_json_num(doc, key, &v))
+		return -1;
+	return v;
+}
+
+pid_t hf_server_child(const struct hf *h)
+{
+	char path[64], buf[256];
+	pid_t first = 0, second = 0;
+	ssize_t n;
+	int fd;
+
+	/* The store is single-threaded: its main task's children are all of them. */
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", h->pid, h->pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	if (sscanf(buf, "%d %d", &first, &second) == 2)
+		return -1;
+	return first;
+}
+
+pid_t hf_wait_serving(const struct hf *h, pid_t old, int timeout_ms, char *status, size_t cap)
+{
+	static char doc[16384];
+	long long end = hf_now_ms() + timeout_ms;
+	double pid;
+
+	if (!status) {
+		status = doc;
+		cap = sizeof(doc);
+	}
+	do {
+		if (hf_status(h, status, cap) && hf_json_num(status, "pid", &pid) &&
+		    (pid_t)pid != old && (pid_t)pid > 0)
+			return (pid_t)pid;
+		sleep_ms(1);
+	} while (hf_now_ms() < end);
+	return -1;
+}
+
+pid_t hf_kill_server(const struct hf *h, int timeout_ms)
+{
+	pid_t pid = hf_server_child(h);
+
+	if (pid <= 0)
+		return -1;
+	if (kill(pid, SIGKILL))
+		return -1;
+	return hf_wait_serving(h, pid, timeout_ms, NULL, 0);
+}
+
+int hf_log_count(const struct hf *h, const char *needle)
+{
+	char line[4096];
+	int count = 0;
+	FILE *f;
+
+	f = fopen(h->log, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, needle))
+			count++;
+	fclose(f);
+	return count;
 }

@@ -49,6 +49,8 @@
 /* How long the server gets to come up, and to go away on SIGTERM. */
 #define HF_READY_TIMEOUT_MS	10000
 #define HF_STOP_TIMEOUT_MS	10000
+/* How long a mounted server gets to say "ready" before we go ahead anyway. */
+#define HF_READY_GRACE_MS	2000
 
 struct hf_opts {
 	const char *cache;	/* "auto", "never", ...; NULL = server default */
@@ -56,6 +58,15 @@ struct hf_opts {
 	bool xattr;
 	bool readonly;
 	int threads;		/* --thread-pool-size; 0 = server default */
+	bool fault_injection;	/* --fault-injection (holdfastctl stall/unstall) */
+	/*
+	 * More holdfastd options, space-separated; they come last, so they
+	 * win.  $HOLDFAST_TRANSPORT (dev, uring, auto), if set, adds
+	 * "--transport VALUE" before them: HOLDFAST_TRANSPORT=uring
+	 * selftests/run-host.sh runs every test over FUSE-over-io_uring (the
+	 * fuse module's enable_uring must be Y).
+	 */
+	const char *extra_args;
 };
 
 struct hf {
@@ -71,6 +82,7 @@ struct hf {
 	int wstatus;		/* server wait status once reaped */
 	bool reaped;
 	bool started;
+	bool fault_injection;	/* teardown releases stalled requests first */
 };
 
 /*
@@ -89,7 +101,10 @@ int hf_start(struct hf *h, const struct hf_opts *o, unsigned int timeout_s);
  */
 int hf_stop(struct hf *h, int sig);
 
-/* hf_stop(SIGTERM), dump the server log if @failed, remove the scratch tree. */
+/*
+ * hf_stop(SIGTERM), dump the server log if @failed, remove the scratch tree.
+ * With $HF_KEEP_LOGS=DIR the server log is first copied into DIR.
+ */
 void hf_teardown(struct hf *h, bool failed);
 
 /* True if @path is a mount point in /proc/self/mountinfo; fstype copied out. */
@@ -145,6 +160,50 @@ void hf_rm_rf(const char *path);
 
 /* Milliseconds on CLOCK_MONOTONIC. */
 long long hf_now_ms(void);
+
+/*
+ * Crash recovery helpers.  h->pid is the fd store (holdfastd re-executes
+ * itself as holdfast-fdstore); the serving holdfastd is its only child.
+ */
+
+/*
+ * Run "holdfastctl CMD MNT [ARGS...]" (the argument list ends with NULL),
+ * killed after @timeout_ms.  Its stdout and stderr, merged, go to @out
+ * (NUL-terminated; @out may be NULL).  Returns the exit status, or -1 if it
+ * could not run, died by a signal or timed out.
+ */
+int hf_ctl(const struct hf *h, char *out, size_t cap, int timeout_ms, const char *cmd, ...)
+	__attribute__((sentinel));
+
+/* The number after the first "KEY": in @doc (no nesting awareness). */
+bool hf_json_num(const char *doc, const char *key, double *out);
+
+/* holdfastctl status into @buf; false if no server answered. */
+bool hf_status(const struct hf *h, char *buf, size_t cap);
+
+/* One number from holdfastctl status; -1 if no server answered or no KEY. */
+double hf_status_num(const struct hf *h, const char *key);
+
+/* The store's child (the serving holdfastd); 0 if none, -1 if several. */
+pid_t hf_server_child(const struct hf *h);
+
+/*
+ * Wait until a server whose pid is not @old answers status (it does so only
+ * once it serves: the control socket opens after FUSE_NOTIFY_RESEND).  The
+ * status document is left in @status if given.  Returns the new pid, or -1
+ * after @timeout_ms.
+ */
+pid_t hf_wait_serving(const struct hf *h, pid_t old, int timeout_ms, char *status, size_t cap);
+
+/*
+ * SIGKILL the serving holdfastd (never the store) and wait for its
+ * successor to serve.  Returns the new pid, or -1 (no server to kill, or
+ * none serving again within @timeout_ms).
+ */
+pid_t hf_kill_server(const struct hf *h, int timeout_ms);
+
+/* Lines of the server log containing @needle. */
+int hf_log_count(const struct hf *h, const char *needle);
 
 /*
  * Glue for test files; they include kselftest_harness.h first.
