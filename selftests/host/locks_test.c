@@ -229,6 +229,57 @@ TEST_F_TIMEOUT(locks, setlkw_blocks_until_unlock, 40)
 	close(fd);
 }
 
+/*
+ * More blocked waiters than the server has readers: each wait must not hold
+ * a reader, or the unlock that would free them is never read (all in D).
+ */
+TEST_F_TIMEOUT(locks, more_waiters_than_readers, 60)
+{
+	enum { WAITERS = 6 };
+	int up[2], fd, status;
+	pid_t pid[WAITERS];
+
+	fd = open(self->path, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, flock(fd, LOCK_EX));
+	ASSERT_EQ(0, pipe2(up, O_CLOEXEC));
+	for (int i = 0; i < WAITERS; i++) {
+		pid[i] = hf_fork_child(&up[1], 1);
+		ASSERT_LE(0, pid[i]);
+		if (pid[i] == 0) {
+			int cfd = open(self->path, O_RDWR | O_CLOEXEC);
+
+			if (cfd < 0)
+				_exit(2);
+			put_byte(3, 'R');
+			if (flock(cfd, LOCK_EX)) /* blocks: a FUSE_SETLKW */
+				_exit(3);
+			put_byte(3, 'L');
+			flock(cfd, LOCK_UN);
+			_exit(0);
+		}
+	}
+	close(up[1]);
+	for (int i = 0; i < WAITERS; i++)
+		ASSERT_EQ('R', wait_byte(up[0], 10000));
+	usleep(300000);
+	/* The server still reads: a plain stat goes through. */
+	struct stat st;
+	EXPECT_EQ(0, stat(M("f"), &st));
+	ASSERT_EQ(0, flock(fd, LOCK_UN));
+	int granted = 0;
+
+	for (int i = 0; i < WAITERS; i++)
+		granted += wait_byte(up[0], 10000) == 'L';
+	EXPECT_EQ(WAITERS, granted);
+	for (int i = 0; i < WAITERS; i++) {
+		status = hf_wait(pid[i], 5000);
+		EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	close(up[0]);
+	close(fd);
+}
+
 static void on_usr1(int sig)
 {
 	(void)sig;

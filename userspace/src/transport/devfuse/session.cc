@@ -13,7 +13,10 @@
 #include <memory>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
+#include <system_error>
+#include <thread>
 #include <unistd.h>
+#include <vector>
 
 namespace holdfast::devfuse {
 
@@ -113,6 +116,49 @@ Buffer alloc_buffer(size_t n)
 }
 } // namespace
 
+bool Session::is_blocking_lock(const std::byte *req, size_t n)
+{
+    fuse_in_header h;
+    if (n < sizeof(h))
+        return false;
+    memcpy(&h, req, sizeof(h));
+    return h.opcode == FUSE_SETLKW;
+}
+
+// A lock wait can last forever.  Served on a reader, two waiters would hold
+// both readers while the unlock that frees them (or the INTERRUPT) sits
+// unread behind them: so each wait gets a thread of its own.
+bool Session::offload(int fd, const std::byte *req, size_t n)
+{
+    if (waiters_.fetch_add(1, std::memory_order_acq_rel) >= kMaxWaiters) {
+        waiters_.fetch_sub(1, std::memory_order_acq_rel);
+        return false; // a flood of waits: serve inline rather than spawn
+    }
+    std::vector<std::byte> copy(req, req + n);
+    try {
+        std::thread([this, fd, copy = std::move(copy)] {
+            std::byte none[1];
+            fuse::Reply reply(std::span<std::byte>(none, 0));
+            engine_.handle(std::span<const std::byte>(copy.data(), copy.size()), reply);
+            if (reply.should_send()) {
+                fuse_out_header hdr = reply.header();
+                auto arg = reply.arg_bytes();
+                iovec iov[2] = {{&hdr, sizeof(hdr)},
+                                {const_cast<std::byte *>(arg.data()), arg.size()}};
+                if (::writev(fd, iov, arg.empty() ? 1 : 2) < 0 && errno != ENOENT &&
+                    errno != ENODEV)
+                    LOG_WARN("reply to %#llx: %s", (unsigned long long)hdr.unique,
+                             strerror(errno));
+            }
+            waiters_.fetch_sub(1, std::memory_order_acq_rel);
+        }).detach();
+    } catch (const std::system_error &) {
+        waiters_.fetch_sub(1, std::memory_order_acq_rel);
+        return false;
+    }
+    return true;
+}
+
 void Session::worker(int fd)
 {
     const size_t in_size = engine_.request_buffer_size();
@@ -137,6 +183,8 @@ void Session::worker(int fd)
                 LOG_ERR("read /dev/fuse: %s", strerror(errno));
             return; // ENODEV: unmounted, the connection is gone
         }
+        if (is_blocking_lock(in.get(), size_t(n)) && offload(fd, in.get(), size_t(n)))
+            continue;
         engine_.handle(std::span<const std::byte>(in.get(), size_t(n)), *reply);
         if (!reply->should_send())
             continue;

@@ -37,6 +37,11 @@ class Session {
 
   private:
     void worker(int fd);
+    static bool is_blocking_lock(const std::byte *req, size_t n);
+    bool offload(int fd, const std::byte *req, size_t n);
+
+    static constexpr unsigned kMaxWaiters = 256;
+    std::atomic<unsigned> waiters_{0};
 
     fuse::Engine &engine_;
     int devfd_;
