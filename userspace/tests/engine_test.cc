@@ -979,6 +979,178 @@ TEST_F(EngineTest, TmpfileAcceptsSlashName) {
     EXPECT_EQ(reply.arg_bytes().size(), sizeof(fuse_entry_out) + sizeof(fuse_open_out));
 }
 
+// ---------------------------------------------------------------------------
+// FUSE_CREATE_SUPP_GROUP: the fuse_ext_header + fuse_supp_groups extension.
+
+// One extension record: header{size, type} + body, padded to 8 bytes.  `size`
+// 0 means the true (padded) size.
+std::vector<std::byte> ext_record(uint32_t type, const std::vector<uint32_t> &body,
+                                  uint32_t size = 0) {
+    size_t len = sizeof(fuse_ext_header) + body.size() * 4;
+    len = (len + 7) & ~size_t(7);
+    fuse_ext_header h{size ? size : uint32_t(len), type};
+    std::vector<std::byte> v(len);
+    std::memcpy(v.data(), &h, sizeof(h));
+    if (!body.empty())
+        std::memcpy(v.data() + sizeof(h), body.data(), body.size() * 4);
+    return v;
+}
+// The record the kernel sends: one group.
+std::vector<std::byte> groups_ext(uint32_t gid) { return ext_record(kExtGroups, {1, gid}); }
+
+int find_group(const std::vector<std::byte> &v, uint32_t &gid) {
+    return find_supp_group(std::span<const std::byte>(v.data(), v.size()), gid);
+}
+
+TEST(SuppGroupExt, Valid) {
+    uint32_t gid = 0;
+    EXPECT_EQ(find_group(groups_ext(4242), gid), 1);
+    EXPECT_EQ(gid, 4242u);
+    auto many = ext_record(kExtGroups, {3, 7, 8, 9});
+    EXPECT_EQ(find_group(many, gid), 1);
+    EXPECT_EQ(gid, 7u);
+}
+
+TEST(SuppGroupExt, NoneOrEmpty) {
+    uint32_t gid = 99;
+    EXPECT_EQ(find_group({}, gid), 0);
+    EXPECT_EQ(find_group(ext_record(kExtGroups, {0}), gid), 0);
+    EXPECT_EQ(gid, 99u);
+}
+
+TEST(SuppGroupExt, WrongTypeIsSkipped) {
+    uint32_t gid = 99;
+    // A security context record (types 0..31) alone: no group.
+    EXPECT_EQ(find_group(ext_record(1, {0x11111111, 0x22222222, 0x33333333}), gid), 0);
+    EXPECT_EQ(find_group(ext_record(kExtGroups + 1, {1, 5}), gid), 0);
+    EXPECT_EQ(gid, 99u);
+    // ... and walked past when the group record follows it.
+    auto v = ext_record(1, {0x11111111, 0x22222222, 0x33333333});
+    auto g = groups_ext(31337);
+    v.insert(v.end(), g.begin(), g.end());
+    EXPECT_EQ(find_group(v, gid), 1);
+    EXPECT_EQ(gid, 31337u);
+}
+
+TEST(SuppGroupExt, Truncated) {
+    uint32_t gid = 99;
+    auto v = groups_ext(5);
+    // The header claims 16 bytes; only 8 or 12 are there.
+    for (size_t keep : {1, 4, 7, 8, 12, 15}) {
+        std::vector<std::byte> t(v.begin(), v.begin() + keep);
+        EXPECT_EQ(find_group(t, gid), -EINVAL) << keep;
+    }
+    // A record that claims more than the area.
+    EXPECT_EQ(find_group(ext_record(kExtGroups, {1, 5}, 24), gid), -EINVAL);
+    // A groups record too short for nr_groups itself.
+    EXPECT_EQ(find_group(ext_record(kExtGroups, {}), gid), -EINVAL);
+    // Sizes that do not advance or are not 8-aligned.
+    EXPECT_EQ(find_group(ext_record(kExtGroups, {1, 5}, 0x7fffffff), gid), -EINVAL);
+    {
+        auto z = groups_ext(5);
+        uint32_t zero = 0;
+        std::memcpy(z.data(), &zero, 4);
+        EXPECT_EQ(find_group(z, gid), -EINVAL);
+    }
+    EXPECT_EQ(find_group(ext_record(1, {1, 2, 3}, 12), gid), -EINVAL);
+    EXPECT_EQ(gid, 99u);
+}
+
+TEST(SuppGroupExt, CountOverflow) {
+    uint32_t gid = 99;
+    // One group's room, two claimed.
+    EXPECT_EQ(find_group(ext_record(kExtGroups, {2, 5}), gid), -EINVAL);
+    // nr_groups * 4 wraps 32 bits: 0x40000001 * 4 == 4 (mod 2^32).
+    EXPECT_EQ(find_group(ext_record(kExtGroups, {0x40000001, 5}), gid), -EINVAL);
+    EXPECT_EQ(find_group(ext_record(kExtGroups, {0xffffffff, 5}), gid), -EINVAL);
+    EXPECT_EQ(gid, 99u);
+}
+
+class SuppGroupEngineTest : public EngineTest {
+  protected:
+    void SetUp() override { init(kKernelFlags | kCreateSuppGroup, kCreateSuppGroup); }
+};
+
+TEST_F(SuppGroupEngineTest, NegotiatedWhenWantedAndOffered) {
+    EXPECT_TRUE(engine.negotiated().has(kCreateSuppGroup));
+}
+
+TEST_F(SuppGroupEngineTest, EveryCreatingOpGetsTheGroup) {
+    auto g = groups_ext(1234);
+    fuse_create_in cin{O_CREAT | O_RDWR, S_IFREG | 0640, 0, 0};
+    fuse_mkdir_in din{0755, 0};
+    fuse_mknod_in nin{S_IFIFO | 0644, 0, 0, 0};
+    std::vector<Msg> msgs;
+    msgs.push_back(Msg(FUSE_CREATE, 2).in(cin).name("f"));
+    msgs.push_back(Msg(FUSE_TMPFILE, 2).in(cin).name("/"));
+    msgs.push_back(Msg(FUSE_MKDIR, 2).in(din).name("d"));
+    msgs.push_back(Msg(FUSE_MKNOD, 2).in(nin).name("p"));
+    msgs.push_back(Msg(FUSE_SYMLINK, 2).name("l").name("target"));
+    for (auto &m : msgs) {
+        fs.calls.clear();
+        m.raw(g.data(), g.size()).mark_ext(g.size() / 8);
+        send(m);
+        ASSERT_EQ(reply.error(), 0) << m.opcode();
+        ASSERT_EQ(fs.calls.size(), 1u) << m.opcode();
+        EXPECT_TRUE(fs.calls[0].ctx.has_supp_gid) << m.opcode();
+        EXPECT_EQ(fs.calls[0].ctx.supp_gid, 1234u) << m.opcode();
+    }
+    // The name is still the name: the extension is not part of it.
+    EXPECT_EQ(fs.calls[0].name2, "target");
+}
+
+TEST_F(SuppGroupEngineTest, WithoutExtensionNoGroup) {
+    fuse_create_in in{O_CREAT | O_RDWR, S_IFREG | 0600, 0, 0};
+    send(Msg(FUSE_CREATE, 2).in(in).name("f"));
+    ASSERT_EQ(reply.error(), 0);
+    EXPECT_FALSE(one("create").ctx.has_supp_gid);
+}
+
+TEST_F(SuppGroupEngineTest, WrongTypeIsIgnored) {
+    auto x = ext_record(1, {0x45454545, 0x45454545, 0x45454545});
+    fuse_create_in in{O_CREAT | O_RDWR, S_IFREG | 0600, 0, 0};
+    send(Msg(FUSE_CREATE, 2).in(in).name("f").raw(x.data(), x.size()).mark_ext(x.size() / 8));
+    ASSERT_EQ(reply.error(), 0);
+    EXPECT_FALSE(one("create").ctx.has_supp_gid);
+    EXPECT_EQ(malformed(), 0u);
+}
+
+TEST_F(SuppGroupEngineTest, MalformedExtensionIsEinvalAndNoCall) {
+    std::vector<std::vector<std::byte>> bad = {
+        ext_record(kExtGroups, {2, 5}),          // count overflow
+        ext_record(kExtGroups, {0xffffffff, 5}), // count overflow, wrapping
+        ext_record(kExtGroups, {1, 5}, 24),      // record longer than the area
+        ext_record(kExtGroups, {1, 5}, 4),       // record shorter than its header
+    };
+    fuse_mkdir_in in{0755, 0};
+    uint64_t before = malformed();
+    for (auto &b : bad) {
+        fs.calls.clear();
+        send(Msg(FUSE_MKDIR, 2).in(in).name("d").raw(b.data(), b.size()).mark_ext(b.size() / 8));
+        EXPECT_TRUE(reply.should_send());
+        EXPECT_EQ(reply.error(), -EINVAL);
+        EXPECT_TRUE(fs.calls.empty());
+    }
+    EXPECT_EQ(malformed(), before + bad.size());
+    expect_still_serving();
+}
+
+TEST_F(SuppGroupEngineTest, NonCreatingOpsDoNotParse) {
+    // Filler bytes would be malformed as a record, but UNLINK takes none.
+    send(Msg(FUSE_UNLINK, 2).name("f").ext(2));
+    ASSERT_EQ(reply.error(), 0);
+    EXPECT_FALSE(one("unlink").ctx.has_supp_gid);
+}
+
+TEST_F(EngineTest, SuppGroupExtensionIgnoredWhenNotNegotiated) {
+    init(); // kernel does not offer FUSE_CREATE_SUPP_GROUP
+    auto g = groups_ext(1234);
+    fuse_create_in in{O_CREAT | O_RDWR, S_IFREG | 0600, 0, 0};
+    send(Msg(FUSE_CREATE, 2).in(in).name("f").raw(g.data(), g.size()).mark_ext(g.size() / 8));
+    ASSERT_EQ(reply.error(), 0);
+    EXPECT_FALSE(one("create").ctx.has_supp_gid);
+}
+
 TEST_F(EngineTest, Read) {
     init();
     fuse_read_in in{};
@@ -1996,6 +2168,33 @@ TEST(EngineFuzz, MutatedInitOnFreshEngines) {
             ASSERT_LE(n.minor, kOurMinor);
             ASSERT_EQ(n.major, 7u);
             ASSERT_EQ(fs.inits, 1);
+        }
+    }
+}
+
+// A transport's INIT flags (FUSE_OVER_IO_URING) are asked for only when the
+// daemon passes them, and accepted only when the kernel offers them.
+TEST(EngineTransportFlags, AcceptedOnlyWhenWantedAndOffered) {
+    QuietLog quiet;
+    for (bool wanted : {false, true}) {
+        for (bool offered : {false, true}) {
+            FakeFs fs;
+            EngineLimits lim = kLimits;
+            lim.extra_flags = wanted ? kOverIoUring : 0;
+            Engine e(fs, lim);
+            std::vector<std::byte> area(e.reply_payload_size());
+            Reply r(area);
+            uint64_t k = kKernelFlags | (offered ? kOverIoUring : 0);
+            e.handle(Msg(FUSE_INIT, 0).in(init_in(7, 40, k)).bytes(), r);
+            ASSERT_EQ(r.error(), 0);
+            fuse_init_out o;
+            ASSERT_EQ(r.arg_bytes().size(), sizeof(o));
+            std::memcpy(&o, r.arg_bytes().data(), sizeof(o));
+            bool in_reply = (uint64_t(o.flags2) << 32) & kOverIoUring;
+            EXPECT_EQ(in_reply, wanted && offered) << wanted << offered;
+            EXPECT_EQ(e.negotiated().has(kOverIoUring), wanted && offered) << wanted << offered;
+            // The rest of the negotiation does not change.
+            EXPECT_TRUE(e.negotiated().has(FUSE_ASYNC_READ));
         }
     }
 }

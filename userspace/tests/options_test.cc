@@ -372,4 +372,55 @@ TEST(Options, ParseIsRepeatable) {
     EXPECT_EQ(b.mountpoint, "/m");
 }
 
+TEST(Options, TransportDefaultsToDevFuse) {
+    Options o;
+    ASSERT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m"}, o), "");
+    EXPECT_EQ(o.transport, Options::Transport::dev);
+    EXPECT_EQ(o.uring_queue_depth, 8u);
+}
+
+TEST(Options, EveryTransportParses) {
+    const std::pair<const char *, Options::Transport> modes[] = {
+        {"dev", Options::Transport::dev},
+        {"uring", Options::Transport::uring},
+        {"auto", Options::Transport::automatic}};
+    for (auto [name, mode] : modes) {
+        Options o;
+        EXPECT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m", "--transport", name}, o), "")
+            << name;
+        EXPECT_EQ(o.transport, mode) << name;
+        EXPECT_STREQ(holdfast::daemon::transport_name(mode), name);
+    }
+    Options o;
+    EXPECT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m", "--transport=uring"}, o), "");
+    EXPECT_EQ(o.transport, Options::Transport::uring);
+}
+
+TEST(Options, BadTransport) {
+    expect_bad_value("--transport", "io_uring");
+    expect_bad_value("--transport", "");
+    expect_bad_value("--transport", "URING");
+    std::string m = run({"--shared-dir", "/a", "--mountpoint", "/m", "--transport"});
+    EXPECT_PRED2(contains, m, "--transport");
+    EXPECT_PRED2(contains, m, "argument");
+}
+
+TEST(Options, UringQueueDepthBounds) {
+    Options o;
+    EXPECT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m", "--uring-queue-depth", "1"}, o),
+              "");
+    EXPECT_EQ(o.uring_queue_depth, 1u);
+    EXPECT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m", "--uring-queue-depth=256"}, o),
+              "");
+    EXPECT_EQ(o.uring_queue_depth, 256u);
+    for (const char *v : {"0", "257", "-1", "", "eight", "8k"})
+        expect_bad_value("--uring-queue-depth", v);
+}
+
+TEST(Options, UsageMentionsTransportOptions) {
+    std::string u = holdfast::daemon::usage();
+    for (const char *s : {"--transport", "--uring-queue-depth", "dev|uring|auto"})
+        EXPECT_PRED2(contains, u, s) << s;
+}
+
 } // namespace

@@ -2,6 +2,7 @@
 // holdfastd: serves a host directory over FUSE, and survives its own death.
 #include "daemon/options.h"
 #include "daemon/server.h"
+#include "daemon/vhost_server.h"
 #include "fuse/abi.h"
 
 #include <cstdio>
@@ -23,6 +24,10 @@ int main(int argc, char **argv)
                 e.c_str());
         return 2;
     }
+    if (o.print_capabilities) {
+        fputs(daemon::vhost_capabilities_json(), stdout);
+        return 0;
+    }
     if (o.help) {
         fputs(daemon::usage(), stdout);
         return 0;
@@ -32,6 +37,16 @@ int main(int argc, char **argv)
         return 0;
     }
     log::set_level(o.log_level);
+    // A VM's virtio-fs device: the vhost-user transport.  (Its crash
+    // recovery comes with vhost-user reconnect; no fd store for now.)
+    if (o.vhost()) {
+        try {
+            return daemon::serve_vhost(o);
+        } catch (const std::exception &ex) {
+            fprintf(stderr, "holdfastd: %s\n", ex.what());
+            return 1;
+        }
+    }
     // Crash-proof by default: without a store to keep our fds, become the
     // child of one.  Under systemd, $NOTIFY_SOCKET already names its store.
     if (o.recovery && !getenv("NOTIFY_SOCKET"))

@@ -30,6 +30,15 @@ enum {
     kMaxHandles,
     kRecovery,
     kFaultInjection,
+    kTransport,
+    kUringDepth,
+    kSocketPath,
+    kFd,
+    kSandbox,
+    kSeccomp,
+    kTag,
+    kMaxQueues,
+    kPrintCaps,
     kHelp,
     kVersion,
 };
@@ -48,15 +57,40 @@ bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t &out)
 }
 } // namespace
 
+const char *transport_name(Options::Transport t)
+{
+    switch (t) {
+    case Options::Transport::dev:
+        return "dev";
+    case Options::Transport::uring:
+        return "uring";
+    case Options::Transport::automatic:
+        return "auto";
+    }
+    return "?";
+}
+
 const char *usage()
 {
     return "Usage: holdfastd --shared-dir DIR --mountpoint MNT [options]\n"
+           "       holdfastd --shared-dir DIR --socket-path SOCK [options]\n"
            "\n"
-           "Serves DIR at MNT over FUSE (/dev/fuse).\n"
+           "Serves DIR at MNT over FUSE (/dev/fuse), or to a virtual machine as a\n"
+           "vhost-user-fs back-end (QEMU -device vhost-user-fs-pci) on SOCK.\n"
            "\n"
            "Options:\n"
            "  --shared-dir DIR          host directory to serve (required)\n"
-           "  --mountpoint MNT          where to mount it (required)\n"
+           "  --mountpoint MNT          where to mount it (required without --socket-path)\n"
+           "  --socket-path SOCK        vhost-user mode: listen on the UNIX socket SOCK\n"
+           "  --fd N                    vhost-user mode: fd N is the listening socket\n"
+           "  --sandbox MODE            vhost-user mode: namespace|chroot|none (default\n"
+           "                            namespace: own mount namespace, minimal root,\n"
+           "                            dropped capabilities)\n"
+           "  --seccomp ACTION          vhost-user mode: kill|log|trap|none (default kill)\n"
+           "  --tag TAG                 vhost-user mode: virtio-fs tag for front-ends that\n"
+           "                            read the device config from the back-end\n"
+           "  --max-request-queues N    vhost-user mode: request queues offered, 1..16\n"
+           "  --print-capabilities      print the vhost-user back-end capabilities (JSON)\n"
            "  --thread-pool-size N      worker threads, 1..1024 (default: CPUs, at least 2)\n"
            "  --cache MODE              auto|always|never|metadata (default: auto)\n"
            "  --writeback               enable the kernel writeback cache\n"
@@ -73,6 +107,11 @@ const char *usage()
            "  --recovery on|off         survive crashes and upgrades (default: on): run\n"
            "                            under holdfast-fdstore (or systemd's fd store)\n"
            "  --fault-injection         allow 'holdfastctl stall' (crash tests only)\n"
+           "  --transport MODE          dev|uring|auto (default: dev): serve requests from\n"
+           "                            /dev/fuse, or from FUSE-over-io_uring queues (one per\n"
+           "                            CPU; Linux 6.14+, fuse enable_uring=Y); auto uses\n"
+           "                            io_uring when the kernel offers it\n"
+           "  --uring-queue-depth N     io_uring entries per queue, 1..256 (default 8)\n"
            "  --ready-fd N              write \"ready\\n\" to fd N once the mount serves\n"
            "  --log-level LEVEL         error|warn|info|debug (default: info)\n"
            "  --help                    this text\n"
@@ -103,6 +142,15 @@ std::string parse(int argc, char **argv, Options &out)
         {"max-handles", required_argument, nullptr, kMaxHandles},
         {"recovery", required_argument, nullptr, kRecovery},
         {"fault-injection", no_argument, nullptr, kFaultInjection},
+        {"transport", required_argument, nullptr, kTransport},
+        {"uring-queue-depth", required_argument, nullptr, kUringDepth},
+        {"socket-path", required_argument, nullptr, kSocketPath},
+        {"fd", required_argument, nullptr, kFd},
+        {"sandbox", required_argument, nullptr, kSandbox},
+        {"seccomp", required_argument, nullptr, kSeccomp},
+        {"tag", required_argument, nullptr, kTag},
+        {"max-request-queues", required_argument, nullptr, kMaxQueues},
+        {"print-capabilities", no_argument, nullptr, kPrintCaps},
         {"help", no_argument, nullptr, kHelp},
         {"version", no_argument, nullptr, kVersion},
         {nullptr, 0, nullptr, 0},
@@ -195,6 +243,61 @@ std::string parse(int argc, char **argv, Options &out)
         case kFaultInjection:
             out.fault_injection = true;
             break;
+        case kTransport:
+            if (!strcmp(optarg, "dev"))
+                out.transport = Options::Transport::dev;
+            else if (!strcmp(optarg, "uring"))
+                out.transport = Options::Transport::uring;
+            else if (!strcmp(optarg, "auto"))
+                out.transport = Options::Transport::automatic;
+            else
+                return std::string("--transport: '") + optarg + "' is not one of auto, uring, dev";
+            break;
+        case kUringDepth:
+            if (!parse_u64(optarg, 1, 256, v))
+                return std::string("--uring-queue-depth: '") + optarg +
+                       "' is not a number between 1 and 256";
+            out.uring_queue_depth = unsigned(v);
+            break;
+        case kSocketPath:
+            if (!*optarg)
+                return "--socket-path: empty path";
+            if (strlen(optarg) >= 108)
+                return std::string("--socket-path: '") + optarg + "' is too long for a UNIX socket";
+            out.socket_path = optarg;
+            break;
+        case kFd:
+            if (!parse_u64(optarg, 0, 1u << 20, v))
+                return std::string("--fd: '") + optarg + "' is not a file descriptor";
+            out.listen_fd = int(v);
+            break;
+        case kSandbox:
+            if (strcmp(optarg, "namespace") && strcmp(optarg, "chroot") && strcmp(optarg, "none"))
+                return std::string("--sandbox: '") + optarg +
+                       "' is not one of namespace, chroot, none";
+            out.sandbox = optarg;
+            break;
+        case kSeccomp:
+            if (strcmp(optarg, "kill") && strcmp(optarg, "log") && strcmp(optarg, "trap") &&
+                strcmp(optarg, "none"))
+                return std::string("--seccomp: '") + optarg +
+                       "' is not one of kill, log, trap, none";
+            out.seccomp = optarg;
+            break;
+        case kTag:
+            if (!*optarg || strlen(optarg) > 36)
+                return std::string("--tag: '") + optarg + "' must be 1..36 bytes";
+            out.tag = optarg;
+            break;
+        case kMaxQueues:
+            if (!parse_u64(optarg, 1, 16, v))
+                return std::string("--max-request-queues: '") + optarg +
+                       "' is not a number between 1 and 16";
+            out.max_request_queues = unsigned(v);
+            break;
+        case kPrintCaps:
+            out.print_capabilities = true;
+            return "";
         case 'h':
         case kHelp:
             out.help = true;
@@ -219,8 +322,14 @@ std::string parse(int argc, char **argv, Options &out)
         return std::string("unexpected argument '") + argv[optind] + "'";
     if (out.fs.shared_dir.empty())
         return "--shared-dir DIR is required";
-    if (out.mountpoint.empty())
-        return "--mountpoint MNT is required";
+    if (!out.socket_path.empty() && out.listen_fd >= 0)
+        return "--socket-path and --fd exclude each other";
+    if (out.vhost() && !out.mountpoint.empty())
+        return "--mountpoint and --socket-path/--fd exclude each other";
+    if (out.vhost() && out.transport != Options::Transport::dev)
+        return "--transport is for a mount (--mountpoint); vhost-user has its own queues";
+    if (out.mountpoint.empty() && !out.vhost())
+        return "--mountpoint MNT is required (or --socket-path SOCK for a VM)";
     return "";
 }
 

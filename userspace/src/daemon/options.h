@@ -25,6 +25,23 @@ struct Options {
     // when $NOTIFY_SOCKET is set) and keep the journal.
     bool recovery = true;
     bool fault_injection = false;
+    // Transport: /dev/fuse reads (dev), FUSE-over-io_uring queues next to
+    // them (uring: fail if impossible), or uring when the kernel offers it
+    // (auto).  See Documentation/io-uring.rst.
+    enum class Transport { dev, uring, automatic };
+    Transport transport = Transport::dev;
+    unsigned uring_queue_depth = 8; // ring entries per queue (per CPU)
+    // vhost-user-fs mode (a VM's virtio-fs device): serve the vhost-user
+    // socket at socket_path (or the listening socket passed as listen_fd)
+    // instead of mounting.
+    std::string socket_path;
+    int listen_fd = -1;
+    std::string sandbox = "namespace"; // namespace | chroot | none
+    std::string seccomp = "kill";      // kill | log | trap | none
+    std::string tag;                   // virtio-fs tag (GET_CONFIG), optional
+    unsigned max_request_queues = 16;
+    bool print_capabilities = false;
+    bool vhost() const { return !socket_path.empty() || listen_fd >= 0; }
     bool help = false;
     bool version = false;
 };
@@ -34,5 +51,6 @@ struct Options {
 std::string parse(int argc, char **argv, Options &out);
 
 const char *usage();
+const char *transport_name(Options::Transport t);
 
 } // namespace holdfast::daemon

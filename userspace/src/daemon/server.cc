@@ -12,6 +12,7 @@
 #include "state/region.h"
 #include "transport/devfuse/mount.h"
 #include "transport/devfuse/session.h"
+#include "transport/uring/transport.h"
 #include "util/control.h"
 #include "util/fault.h"
 #include "util/log.h"
@@ -19,6 +20,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <climits>
 #include <csignal>
 #include <cstdio>
@@ -70,7 +72,8 @@ std::string g_upgrade_binary;
 std::string status_json(const Options &o, const fuse::Engine &engine, const fs::Passthrough &pfs,
                         const state::InodeTable &inodes, const state::HandleTable &handles,
                         unsigned threads, const RecoveryInfo &ri,
-                        std::chrono::steady_clock::time_point started)
+                        std::chrono::steady_clock::time_point started,
+                        const uring::Transport *ring)
 {
     const auto &st = engine.stats();
     const auto &n = engine.negotiated();
@@ -95,7 +98,7 @@ std::string status_json(const Options &o, const fuse::Engine &engine, const fs::
     double up = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     char buf[2048];
     snprintf(buf, sizeof(buf),
-             "{\"pid\":%d,\"version\":\"%s\",\"transport\":\"dev\",\"threads\":%u,"
+             "{\"pid\":%d,\"version\":\"%s\",\"transport\":\"%s\",\"threads\":%u,"
              "\"mountpoint\":\"%s\",\"shared_dir\":\"%s\",\"cache\":\"%s\",\"uptime_s\":%.3f,"
              "\"inodes\":%zu,\"handles\":%zu,\"protocol\":\"7.%u\",\"init_flags\":\"%#llx\","
              "\"kernel_has_resend\":%s,\"recovery\":{\"enabled\":%s,\"restarts\":%u,"
@@ -104,7 +107,8 @@ std::string status_json(const Options &o, const fuse::Engine &engine, const fs::
              "\"stored_fds\":%zu,\"resent_requests\":%llu,\"replayed_from_journal\":%llu},"
              "\"requests_total\":%llu,\"errors_total\":%llu,"
              "\"malformed\":%llu,\"unknown_opcodes\":%llu,\"stalled\":%u,",
-             getpid(), HOLDFAST_VERSION, threads, control::json_escape(o.mountpoint).c_str(),
+             getpid(), HOLDFAST_VERSION, ring ? "uring" : "dev", threads,
+             control::json_escape(o.mountpoint).c_str(),
              control::json_escape(o.fs.shared_dir).c_str(), fs::cache_mode_name(o.fs.cache), up,
              inodes.live(), handles.live(), n.minor, (unsigned long long)n.flags,
              n.kernel_has(fuse::kHasResend) ? "true" : "false", o.recovery ? "true" : "false",
@@ -116,15 +120,47 @@ std::string status_json(const Options &o, const fuse::Engine &engine, const fs::
              (unsigned long long)total_err,
              (unsigned long long)st.malformed.load(std::memory_order_relaxed),
              (unsigned long long)st.unknown.load(std::memory_order_relaxed), fault::stalled());
-    return std::string(buf) + "\"requests\":" + req + ",\"errors\":" + errs + "}\n";
+    std::string out = std::string(buf) + "\"requests\":" + req + ",\"errors\":" + errs;
+    if (ring) {
+        // Per queue: what the ring carried (the rest came through /dev/fuse).
+        uint64_t rq = 0, re = 0;
+        std::string qs;
+        for (const auto &q : ring->snapshot()) {
+            rq += q.requests;
+            re += q.errors;
+            char b[320];
+            snprintf(b, sizeof(b),
+                     "%s{\"qid\":%u,\"cpu\":%d,\"live\":%u,\"requests\":%llu,"
+                     "\"errors\":%llu,\"malformed\":%llu,\"offloaded\":%llu,"
+                     "\"reregistered\":%llu}",
+                     qs.empty() ? "" : ",", q.qid, q.cpu, q.live,
+                     (unsigned long long)q.requests, (unsigned long long)q.errors,
+                     (unsigned long long)q.malformed, (unsigned long long)q.offloaded,
+                     (unsigned long long)q.reregistered);
+            qs += b;
+        }
+        char b[256];
+        snprintf(b, sizeof(b),
+                 ",\"uring\":{\"queues\":%u,\"depth\":%u,\"payload_bytes\":%zu,"
+                 "\"setup\":\"%s\",\"ring_requests\":%llu,\"ring_errors\":%llu,\"per_queue\":[",
+                 ring->queues(), ring->depth(), ring->payload_size(), ring->setup().c_str(),
+                 (unsigned long long)rq, (unsigned long long)re);
+        out += b + qs + "]}";
+    }
+    return out + "}\n";
 }
 
-std::string handle_command(const Options &o, const std::string &cmd)
+std::string handle_command(const Options &o, const std::string &cmd, bool ring)
 {
     // "stall OPCODE POINT [COUNT]" | "unstall" | "upgrade [BINARY]"
     char a[64], b[64];
     unsigned count = 1;
     if (!strncmp(cmd.c_str(), "upgrade", 7)) {
+        // Every commit on the ring also fetches the next request, so the old
+        // server cannot stop taking requests: refuse rather than lose some.
+        if (ring)
+            return "{\"error\":\"upgrade is not supported with the io_uring transport yet: "
+                   "requests on the ring would be lost (Documentation/io-uring.rst)\"}\n";
         std::string bin = cmd.size() > 8 ? cmd.substr(8) : "";
         if (!bin.empty() && access(bin.c_str(), X_OK) != 0)
             return "{\"error\":\"cannot execute " + control::json_escape(bin) + "\"}\n";
@@ -288,6 +324,20 @@ int serve(const Options &o)
     if (!recovering && o.recovery && !notifier.available())
         LOG_WARN("no fd store: a crash of this process will take the mount down");
 
+    // FUSE-over-io_uring: ask for it in INIT only if it can work here.  A
+    // recovering server follows what its predecessor negotiated instead.
+    bool want_uring = false;
+    if (o.transport != Options::Transport::dev) {
+        std::string why = uring::unavailable_reason();
+        want_uring = why.empty();
+        if (!want_uring && o.transport == Options::Transport::uring && !recovering) {
+            fprintf(stderr, "holdfastd: --transport uring: %s\n", why.c_str());
+            return 1;
+        }
+        if (!want_uring)
+            LOG_INFO("transport: /dev/fuse, not io_uring: %s", why.c_str());
+    }
+
     std::optional<state::Region> region;
     if (recovering) {
         Fd memfd = take_named(stored, "state");
@@ -320,7 +370,10 @@ int serve(const Options &o)
         rec.store = notifier.available() ? &notifier : nullptr;
     }
     fs::Passthrough pfs(o.fs, inodes, handles, rec);
-    fuse::Engine engine(pfs, {});
+    fuse::EngineLimits limits;
+    if (want_uring)
+        limits.extra_flags = fuse::kOverIoUring;
+    fuse::Engine engine(pfs, limits);
 
     std::vector<Fd> clones;
     std::optional<devfuse::Mount> mount;
@@ -354,13 +407,23 @@ int serve(const Options &o)
             rec.store->store("devfuse", mount->fd());
         }
     }
-    engine.set_on_init([&region](const fuse::Negotiated &n) { persist_init(region->header(), n); });
+    std::mutex init_mu;
+    std::condition_variable init_cv;
+    bool init_seen = false;
+    engine.set_on_init([&](const fuse::Negotiated &n) {
+        persist_init(region->header(), n);
+        std::lock_guard g(init_mu);
+        init_seen = true;
+        init_cv.notify_all();
+    });
 
     unsigned threads = o.threads;
     if (!threads) {
         unsigned n = std::thread::hardware_concurrency();
         threads = n < 2 ? 2 : n;
     }
+    // Settled by a predecessor: no INIT will come (read before the readers run).
+    const bool adopted = engine.negotiated().done;
     devfuse::Session session(engine, mount->fd(), threads, std::move(clones));
     if (recovering) {
         // Everything the dead server had read goes back to the queue, marked
@@ -383,6 +446,46 @@ int serve(const Options &o)
         rec.store->store("clone", made);
     threads = session.threads();
 
+    // FUSE-over-io_uring queues, next to the /dev/fuse readers: after INIT
+    // for a new connection (INIT comes through /dev/fuse, and sizes the
+    // buffers), at once when a predecessor negotiated the ring (the kernel
+    // sends its requests there whatever we were asked for).
+    std::unique_ptr<uring::Transport> ring;
+    if (adopted ? engine.negotiated().has(fuse::kOverIoUring) : want_uring) {
+        std::string why;
+        if (!adopted) {
+            std::unique_lock l(init_mu);
+            if (!init_cv.wait_for(l, std::chrono::seconds(10), [&] { return init_seen; }))
+                why = "no FUSE_INIT from the kernel within 10 s";
+            else if (!engine.negotiated().has(fuse::kOverIoUring))
+                why = "the kernel did not offer FUSE_OVER_IO_URING in INIT";
+        } else if (o.transport == Options::Transport::dev) {
+            LOG_INFO("the connection was set up for io_uring by a predecessor: serving its queues");
+        }
+        if (why.empty()) {
+            ring = std::make_unique<uring::Transport>(engine, mount->fd(), o.uring_queue_depth);
+            why = ring->start(!adopted);
+            if (!why.empty())
+                ring.reset();
+        }
+        if (ring) {
+            LOG_INFO("transport: io_uring, %u queues x %u entries of %zu KiB (%s), /dev/fuse "
+                     "for FORGET and INTERRUPT",
+                     ring->queues(), ring->depth(), ring->payload_size() / 1024,
+                     ring->setup().c_str());
+        } else if (adopted) {
+            LOG_ERR("cannot serve the io_uring queues this connection depends on (%s): "
+                    "requests the kernel queues for the ring will wait",
+                    why.c_str());
+        } else if (o.transport == Options::Transport::uring) {
+            fprintf(stderr, "holdfastd: --transport uring: %s\n", why.c_str());
+            mount->unmount();
+            return 1;
+        } else {
+            LOG_INFO("transport: /dev/fuse, not io_uring: %s", why.c_str());
+        }
+    }
+
     if (recovering) {
         long long now = mono_ns();
         ri.attach_ms = double(now - t_start) / 1e6;
@@ -400,8 +503,9 @@ int serve(const Options &o)
         ctl = std::make_unique<control::Server>(
             control::socket_path(o.mountpoint), [&](const std::string &cmd) {
                 if (cmd == "status")
-                    return status_json(o, engine, pfs, inodes, handles, threads, ri, started);
-                return handle_command(o, cmd);
+                    return status_json(o, engine, pfs, inodes, handles, threads, ri, started,
+                                       ring.get());
+                return handle_command(o, cmd, ring != nullptr);
             });
     } catch (const std::exception &e) {
         LOG_WARN("no control socket: %s", e.what());
@@ -425,6 +529,8 @@ int serve(const Options &o)
     std::atomic<bool> gone{false};
     std::thread waiter([&] {
         session.join();
+        if (ring)
+            ring->join();
         gone.store(true);
         kill(getpid(), SIGHUP);
     });
@@ -445,6 +551,14 @@ int serve(const Options &o)
             if (bin != "-")
                 notifier.send("HOLDFAST_EXEC=" + bin + "\n");
             notifier.send("STOPPING=1\nHOLDFAST_RESTART=1\n");
+            if (ring) {
+                // Not graceful yet: a commit also fetches the next request, so
+                // whatever the kernel hands our entries from here on waits
+                // for good (Documentation/io-uring.rst).
+                LOG_WARN("handover with the io_uring transport: requests on our ring entries "
+                         "are lost");
+                ring->stop();
+            }
             // A worker blocked in a lock wait never finishes: its request is
             // resent to our successor, which waits in its place.
             unsigned busy = session.stop(500);

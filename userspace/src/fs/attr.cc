@@ -68,7 +68,7 @@ int Passthrough::setattr(const fuse::Ctx &ctx, const fuse_setattr_in &in, fuse_a
     char path[32];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", ino->fd.get());
 
-    CredScope cred(ctx, opts_.switch_creds, opts_.host_pids);
+    CredScope cred(ctx, creds_for(false), opts_.host_pids);
     if (!cred.ok())
         return cred.error();
 
@@ -95,6 +95,12 @@ int Passthrough::setattr(const fuse::Ctx &ctx, const fuse_setattr_in &in, fuse_a
         // itself when such a caller (whose identity we run as) truncates.
         if (r < 0)
             return -errno;
+        // Unless we truncated as ourselves (CredsPolicy::create_only).
+        if ((v & FATTR_KILL_SUIDGID) && !creds_for(false)) {
+            int err = kill_suidgid(ino->fd.get());
+            if (err)
+                return err;
+        }
     }
     if (v & (FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW)) {
         struct timespec ts[2];

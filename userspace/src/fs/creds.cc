@@ -53,6 +53,16 @@ CredScope::CredScope(const fuse::Ctx &ctx, bool enabled, bool host_pids)
         // A caller that exited has no groups left to honour; fall back to none.
         ngroups = r > 0 ? r : 0;
     }
+    // FUSE_CREATE_SUPP_GROUP: the one supplementary group the client vouches
+    // for (the parent directory's), so a create may use it (virtio-fs guests
+    // send no pid we could read groups from).
+    if (ctx.has_supp_gid && ngroups < 64) {
+        bool have = false;
+        for (int i = 0; i < ngroups; i++)
+            have = have || groups[i] == ctx.supp_gid;
+        if (!have)
+            groups[ngroups++] = static_cast<gid_t>(ctx.supp_gid);
+    }
     // Order matters: groups and gid need CAP_SETGID, which we hold only
     // while our effective uid is still 0.
     if (syscall(SYS_setgroups, ngroups, groups) < 0 ||

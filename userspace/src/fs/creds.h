@@ -13,8 +13,8 @@ namespace holdfast::fs {
 class CredScope {
   public:
     // Becomes ctx.uid/ctx.gid (+ the caller's supplementary groups when the
-    // pid names a host process) unless `enabled` is false or the caller is
-    // root.  ok() is false if the switch failed; the op must then fail too.
+    // pid names a host process, + ctx.supp_gid when the request carried one)
+    // unless `enabled` is false or the caller is root.  ok() is false if the switch failed; the op must then fail too.
     CredScope(const fuse::Ctx &ctx, bool enabled, bool host_pids);
     ~CredScope();
     CredScope(const CredScope &) = delete;

@@ -85,7 +85,7 @@ int Passthrough::open_file(const fuse::Ctx &ctx, std::shared_ptr<state::Inode> i
     int hflags = host_open_flags(flags, writeback_);
     int fd;
     {
-        CredScope cred(ctx, opts_.switch_creds, opts_.host_pids);
+        CredScope cred(ctx, creds_for(false), opts_.host_pids);
         if (!cred.ok())
             return cred.error();
         fd = reopen(*ino, hflags);
@@ -140,7 +140,7 @@ int Passthrough::create_file(const fuse::Ctx &ctx, const state::Inode &parent,
     std::string n(name);
     Fd fd;
     {
-        CredScope cred(ctx, opts_.switch_creds, opts_.host_pids);
+        CredScope cred(ctx, creds_for(true), opts_.host_pids);
         if (!cred.ok())
             return cred.error();
         fd.reset(openat(parent.fd.get(), n.c_str(), hflags, mode));
@@ -193,7 +193,7 @@ int Passthrough::tmpfile_create(const fuse::Ctx &ctx, const state::Inode &parent
         hflags |= O_RDWR;
     Fd fd;
     {
-        CredScope cred(ctx, opts_.switch_creds, opts_.host_pids);
+        CredScope cred(ctx, creds_for(true), opts_.host_pids);
         if (!cred.ok())
             return cred.error();
         fd.reset(openat(parent.fd.get(), ".", hflags, in.mode));

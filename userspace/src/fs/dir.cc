@@ -41,7 +41,7 @@ int Passthrough::opendir(const fuse::Ctx &ctx, const fuse_open_in &in, fuse_open
         return open_from_journal(*e, nullptr, out, true);
     int fd;
     {
-        CredScope cred(ctx, opts_.switch_creds, opts_.host_pids);
+        CredScope cred(ctx, creds_for(false), opts_.host_pids);
         if (!cred.ok())
             return cred.error();
         fd = reopen(*ino, O_RDONLY | O_DIRECTORY);
@@ -63,7 +63,7 @@ int Passthrough::readdir(const fuse::Ctx &ctx, const fuse_read_in &in, bool plus
         return -EBADF;
     // READDIRPLUS looks entries up: as the caller, so a directory it may
     // list but not search yields names without attributes it couldn't stat.
-    CredScope cred(ctx, plus && opts_.switch_creds, opts_.host_pids);
+    CredScope cred(ctx, plus && creds_for(false), opts_.host_pids);
     if (!cred.ok())
         return cred.error();
     std::lock_guard g(h->mu);

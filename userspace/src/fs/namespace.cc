@@ -25,10 +25,14 @@ bool is_dot(std::string_view n) { return n == "." || n == ".."; }
     if (!var->is_dir())                                                                            \
         return -ENOTDIR;
 
-#define WITH_CREDS(ctx)                                                                            \
-    CredScope cred_(ctx, opts_.switch_creds, opts_.host_pids);                                     \
+#define WITH_CREDS_IF(ctx, creates)                                                                \
+    CredScope cred_(ctx, creds_for(creates), opts_.host_pids);                                     \
     if (!cred_.ok())                                                                               \
         return cred_.error();
+// Ops that only use or remove objects: as the caller unless CredsPolicy says not.
+#define WITH_CREDS(ctx) WITH_CREDS_IF(ctx, false)
+// Ops that create an object, which must belong to the caller.
+#define WITH_CREATE_CREDS(ctx) WITH_CREDS_IF(ctx, true)
 
 int Passthrough::entry_op(const fuse::Ctx &ctx, const state::Inode &parent, std::string_view name,
                           fuse_entry_out &out, const std::function<int()> &make)
@@ -96,7 +100,7 @@ int Passthrough::mknod(const fuse::Ctx &ctx, const fuse_mknod_in &in, std::strin
     if (is_dot(name))
         return -EEXIST;
     PARENT_DIR(parent, ctx.nodeid);
-    WITH_CREDS(ctx);
+    WITH_CREATE_CREDS(ctx);
     std::string n(name);
     return entry_op(ctx, *parent, name, out, [&] {
         return mknodat(parent->fd.get(), n.c_str(), in.mode, in.rdev) < 0 ? -errno : 0;
@@ -111,7 +115,7 @@ int Passthrough::mkdir(const fuse::Ctx &ctx, const fuse_mkdir_in &in, std::strin
     if (is_dot(name))
         return -EEXIST;
     PARENT_DIR(parent, ctx.nodeid);
-    WITH_CREDS(ctx);
+    WITH_CREATE_CREDS(ctx);
     std::string n(name);
     return entry_op(ctx, *parent, name, out, [&] {
         return mkdirat(parent->fd.get(), n.c_str(), in.mode) < 0 ? -errno : 0;
@@ -126,7 +130,7 @@ int Passthrough::symlink(const fuse::Ctx &ctx, std::string_view name, std::strin
     if (is_dot(name))
         return -EEXIST;
     PARENT_DIR(parent, ctx.nodeid);
-    WITH_CREDS(ctx);
+    WITH_CREATE_CREDS(ctx);
     // The target is stored, never resolved here: the client resolves it.
     std::string n(name), t(target);
     return entry_op(ctx, *parent, name, out, [&] {

@@ -97,6 +97,10 @@ uint64_t Passthrough::init_flags(uint64_t kflags)
         f |= fuse::kDirectIoAllowMmap; // mmap must work even without a page cache
     if (opts_.writeback && opts_.cache != CacheMode::never)
         f |= FUSE_WRITEBACK_CACHE;
+    // Creates then carry the parent's group when it is one of the caller's
+    // supplementary groups (the engine hands it over in Ctx::supp_gid).
+    if (opts_.switch_creds)
+        f |= fuse::kCreateSuppGroup;
     (void)kflags;
     return f;
 }
@@ -268,7 +272,7 @@ int Passthrough::access(const fuse::Ctx &ctx, const fuse_access_in &in)
         return 0; // permission bits of symlinks are never checked
     if (opts_.readonly && (in.mask & W_OK))
         return -EROFS;
-    CredScope cred(ctx, opts_.switch_creds, opts_.host_pids);
+    CredScope cred(ctx, creds_for(false), opts_.host_pids);
     if (!cred.ok())
         return cred.error();
     char name[16];

@@ -25,6 +25,14 @@
 namespace holdfast::fs {
 
 enum class CacheMode { never, metadata, automatic, always };
+// Which ops run under the caller's credentials (when switch_creds is on).
+//   all          every permission-relevant op: the host kernel checks them.
+//   create_only  only ops that create an object (mknod, mkdir, symlink,
+//                create, tmpfile), so it gets the caller as owner; everything
+//                else runs as the server.  For clients that check permissions
+//                themselves with groups we never see (virtio-fs guests mount
+//                with default_permissions), as virtiofsd does.
+enum class CredsPolicy { all, create_only };
 const char *cache_mode_name(CacheMode m);
 bool parse_cache_mode(const char *s, CacheMode &out);
 
@@ -38,6 +46,7 @@ struct Options {
     bool flock = true;
     // Run each op with the caller's uid/gid/groups (needs root).
     bool switch_creds = true;
+    CredsPolicy creds = CredsPolicy::all;
     // Request pids name processes of this host (false for a VM's guest pids).
     bool host_pids = true;
 };
@@ -123,6 +132,12 @@ class Passthrough final : public fuse::Filesystem {
     uint64_t replayed() const { return replayed_.load(std::memory_order_relaxed); }
 
   private:
+    // Whether an op runs as the caller: `creates` for ops that make a new
+    // object (they always do when switch_creds is on), per CredsPolicy else.
+    bool creds_for(bool creates) const
+    {
+        return opts_.switch_creds && (creates || opts_.creds == CredsPolicy::all);
+    }
     // Looks `name` up in `parent` and counts one kernel reference.
     int do_lookup(const state::Inode &parent, std::string_view name, fuse_entry_out &out);
     // Counts one reference on the inode behind an fd we just created/opened.

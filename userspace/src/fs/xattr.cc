@@ -20,7 +20,7 @@ namespace holdfast::fs {
         return -ESTALE;                                                                            \
     char path[32];                                                                                 \
     snprintf(path, sizeof(path), "/proc/self/fd/%d", var->fd.get());                               \
-    CredScope cred(ctx, opts_.switch_creds, opts_.host_pids);                                      \
+    CredScope cred(ctx, creds_for(false), opts_.host_pids);                                        \
     if (!cred.ok())                                                                                \
         return cred.error();
 

@@ -22,6 +22,14 @@ constexpr uint32_t kOurMinor = 40;
 // 7.39
 constexpr uint64_t kCreateSuppGroup = 1ULL << 34; // FUSE_CREATE_SUPP_GROUP
 constexpr uint32_t kOpStatx = 52;                 // FUSE_STATX
+// The request extension FUSE_CREATE_SUPP_GROUP makes the kernel append to
+// MKNOD/MKDIR/SYMLINK/CREATE/TMPFILE: a fuse_ext_header (7.38) of type
+// FUSE_EXT_GROUPS followed by fuse_supp_groups.
+constexpr uint32_t kExtGroups = 32; // FUSE_EXT_GROUPS
+struct fuse_supp_groups {
+    uint32_t nr_groups;
+    // uint32_t groups[nr_groups] follows
+};
 // 7.40
 constexpr uint64_t kDirectIoAllowMmap = 1ULL << 36; // FUSE_DIRECT_IO_ALLOW_MMAP
 constexpr uint64_t kPassthrough = 1ULL << 37;       // FUSE_PASSTHROUGH
@@ -95,6 +103,45 @@ struct fuse_backing_map {
     uint32_t flags;
     uint64_t padding;
 };
+
+// FUSE-over-io_uring (7.42, Linux 6.14): IORING_OP_URING_CMD on /dev/fuse
+// with 128-byte SQEs.  Negotiated with kOverIoUring; the kernel offers it
+// only while the fuse module's enable_uring parameter is Y.
+constexpr uint32_t kUringInOutHeaderSz = 128; // FUSE_URING_IN_OUT_HEADER_SZ
+constexpr uint32_t kUringOpInOutSz = 128;     // FUSE_URING_OP_IN_OUT_SZ
+constexpr uint32_t kUringCmdRegister = 1;       // FUSE_IO_URING_CMD_REGISTER
+constexpr uint32_t kUringCmdCommitAndFetch = 2; // FUSE_IO_URING_CMD_COMMIT_AND_FETCH
+
+// The trailer of each entry's header buffer: written by the kernel with a
+// request, by us with its reply.
+struct fuse_uring_ent_in_out {
+    uint64_t flags;
+    uint64_t commit_id; // echo in fuse_uring_cmd_req.commit_id
+    uint32_t payload_sz; // bytes used in the entry's payload buffer
+    uint32_t padding;
+    uint64_t reserved;
+};
+
+// An entry's header buffer (iovec 0 of a REGISTER).  in_out holds the
+// fuse_in_header of a request, then the fuse_out_header of its reply;
+// op_in the request's first argument (the per-opcode struct) if non-empty.
+struct fuse_uring_req_header {
+    char in_out[kUringInOutHeaderSz];
+    char op_in[kUringOpInOutSz];
+    fuse_uring_ent_in_out ring_ent_in_out;
+};
+
+// The command in the 80-byte area of an SQE128.
+struct fuse_uring_cmd_req {
+    uint64_t flags;
+    uint64_t commit_id;
+    uint16_t qid;
+    uint8_t padding[6];
+};
+
+static_assert(sizeof(fuse_uring_ent_in_out) == 32);
+static_assert(sizeof(fuse_uring_req_header) == 288);
+static_assert(sizeof(fuse_uring_cmd_req) == 24);
 
 } // namespace holdfast::fuse
 

@@ -110,7 +110,7 @@ int Engine::do_init(const Request &req, Reply &out)
     uint64_t kflags = in.flags;
     if (kflags & FUSE_INIT_EXT)
         kflags |= uint64_t(in.flags2) << 32;
-    uint64_t want = (kAlwaysFlags | fs_.init_flags(kflags)) & kflags;
+    uint64_t want = (kAlwaysFlags | fs_.init_flags(kflags) | limits_.extra_flags) & kflags;
 
     neg_.major = 7;
     neg_.minor = in.minor < kOurMinor ? in.minor : kOurMinor;
@@ -160,6 +160,21 @@ int Engine::dispatch(const Request &req, Reply &out)
     if (!neg_.done) {
         LOG_WARN("opcode %u before INIT", op);
         return -EIO;
+    }
+
+    // Ops that create an object may carry the caller's supplementary group
+    // (FUSE_CREATE_SUPP_GROUP).  The extension is as untrusted as the rest.
+    if (neg_.has(kCreateSuppGroup) && !req.extensions.empty() &&
+        (op == FUSE_MKNOD || op == FUSE_MKDIR || op == FUSE_SYMLINK || op == FUSE_CREATE ||
+         op == FUSE_TMPFILE)) {
+        int r = find_supp_group(req.extensions, ctx.supp_gid);
+        if (r < 0) {
+            stats_.malformed.fetch_add(1, std::memory_order_relaxed);
+            LOG_WARN("malformed request extension (opcode %u, unique %#llx, %zu bytes)", op,
+                     (unsigned long long)ctx.unique, req.extensions.size());
+            return -EINVAL;
+        }
+        ctx.has_supp_gid = r > 0;
     }
 
     try {

@@ -16,6 +16,9 @@ namespace holdfast::fuse {
 struct EngineLimits {
     uint32_t max_write = 1u << 20; // bytes of WRITE payload we accept
     uint16_t max_pages = 256;
+    // INIT flags a transport asks for (FUSE_OVER_IO_URING), accepted only
+    // when the kernel offers them.  The engine gives them no meaning.
+    uint64_t extra_flags = 0;
 };
 
 struct OpStats {

@@ -25,6 +25,11 @@ struct Ctx {
     uint32_t gid;
     uint32_t pid;
     bool resent = false;
+    // Creating ops only, with FUSE_CREATE_SUPP_GROUP: the kernel found the
+    // parent directory's group among the caller's supplementary groups (and
+    // it is not the caller's gid), so the create should run with it.
+    bool has_supp_gid = false;
+    uint32_t supp_gid = 0;
 };
 
 // What INIT settled; filesystems adapt to it (writeback, max sizes).

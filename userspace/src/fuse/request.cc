@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "fuse/request.h"
 
+#include <cerrno>
 #include <climits>
 
 namespace holdfast::fuse {
@@ -42,6 +43,37 @@ ParseError parse_request(std::span<const std::byte> in, Request &out)
     out.args = Reader(args);
     out.extensions = in.subspan(sizeof(fuse_in_header) + body - ext, ext);
     return ParseError::ok;
+}
+
+int find_supp_group(std::span<const std::byte> ext, uint32_t &gid)
+{
+    size_t off = 0;
+    while (off < ext.size()) {
+        fuse_ext_header h;
+        if (ext.size() - off < sizeof(h))
+            return -EINVAL;
+        std::memcpy(&h, ext.data() + off, sizeof(h));
+        // A size that does not advance, is not 8-aligned, or overruns the
+        // area would loop or read past it.
+        if (h.size < sizeof(h) || h.size % 8 != 0 || h.size > ext.size() - off)
+            return -EINVAL;
+        if (h.type == kExtGroups) {
+            fuse_supp_groups sg;
+            size_t body = h.size - sizeof(h);
+            if (body < sizeof(sg))
+                return -EINVAL;
+            std::memcpy(&sg, ext.data() + off + sizeof(h), sizeof(sg));
+            // Compare in 64 bits: nr_groups * 4 must not wrap.
+            if (uint64_t(sg.nr_groups) * sizeof(uint32_t) > body - sizeof(sg))
+                return -EINVAL;
+            if (sg.nr_groups == 0)
+                return 0;
+            std::memcpy(&gid, ext.data() + off + sizeof(h) + sizeof(sg), sizeof(gid));
+            return 1;
+        }
+        off += h.size;
+    }
+    return 0;
 }
 
 const char *parse_error_str(ParseError e)

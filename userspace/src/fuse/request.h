@@ -68,6 +68,13 @@ enum class ParseError { ok, short_header, length_mismatch, bad_extlen };
 ParseError parse_request(std::span<const std::byte> in, Request &out);
 const char *parse_error_str(ParseError e);
 
+// Walks a request's extensions (fuse_ext_header{size, type} records, each
+// size a multiple of 8 that includes its header) looking for FUSE_EXT_GROUPS.
+// Returns 1 and the first group in `gid` if there is one, 0 if there is
+// none (no extensions, other types only, or an empty group list), or
+// -EINVAL if a record or the group count runs past the extension area.
+int find_supp_group(std::span<const std::byte> ext, uint32_t &gid);
+
 // Where a reply is assembled.  The fixed-size out struct goes in `arg`; bulk
 // data (READ, READDIR, READLINK, xattr values) goes in `payload`, a buffer the
 // transport provides so data can land where the transport wants it.

@@ -1,0 +1,593 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * FUSE-over-io_uring (holdfastd --transport uring, Linux 6.14+).
+ *
+ * The kernel only offers the ring while the fuse module's enable_uring
+ * parameter is Y; every fixture here sets it and puts the old value back in
+ * its teardown.  Without the parameter (older kernel, or no
+ * CONFIG_FUSE_IO_URING) the tests skip.
+ *
+ *  uring:     a server with --transport uring: status, requests counted per
+ *             queue (and queue = CPU of the caller), a mix of file ops, 64 MiB
+ *             of data, 10k creates, flock contention on one CPU (SETLKW must
+ *             not block its queue), and a kill -9 (the successor registers
+ *             fresh entries).
+ *  uring_off: enable_uring=N: --transport auto falls back to /dev/fuse and
+ *             says why; --transport uring refuses to start, clearly.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/falloc.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include "kselftest_harness.h"
+#include "holdfast_fixture.h"
+
+#define MiB (1024LL * 1024)
+#define ENABLE_URING "/sys/module/fuse/parameters/enable_uring"
+#define DEPTH 4
+
+/* Current value of enable_uring ('Y'/'N'), or 0 if the kernel has none. */
+static char uring_param(void)
+{
+	char c = 0;
+	int fd = open(ENABLE_URING, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	if (read(fd, &c, 1) != 1)
+		c = 0;
+	close(fd);
+	return c;
+}
+
+static int set_uring_param(char v)
+{
+	int fd = open(ENABLE_URING, O_WRONLY | O_CLOEXEC);
+	int r;
+
+	if (fd < 0)
+		return -1;
+	r = write(fd, &v, 1) == 1 ? 0 : -1;
+	close(fd);
+	return r;
+}
+
+/* The kernel has one ring queue per possible CPU. */
+static int possible_cpus(void)
+{
+	char buf[256];
+	const char *p = buf;
+	int n = 0, fd;
+	ssize_t len;
+
+	fd = open("/sys/devices/system/cpu/possible", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (len <= 0)
+		return -1;
+	buf[len] = 0;
+	while (*p >= '0' && *p <= '9') {
+		char *end;
+		long a = strtol(p, &end, 10), b = a;
+
+		if (*end == '-')
+			b = strtol(end + 1, &end, 10);
+		n += b - a + 1;
+		if (*end != ',')
+			break;
+		p = end + 1;
+	}
+	return n;
+}
+
+/* "KEY": of queue @qid's object in the status document; -1 if absent. */
+static double queue_num(const char *doc, int qid, const char *key)
+{
+	char needle[64], obj[512];
+	const char *p, *end;
+	double v;
+
+	snprintf(needle, sizeof(needle), "{\"qid\":%d,", qid);
+	p = strstr(doc, needle);
+	if (!p)
+		return -1;
+	end = strchr(p, '}');
+	if (!end || end - p >= (long)sizeof(obj))
+		return -1;
+	memcpy(obj, p, end - p);
+	obj[end - p] = 0;
+	return hf_json_num(obj, key, &v) ? v : -1;
+}
+
+static double ring_requests(const struct hf *h)
+{
+	return hf_status_num(h, "ring_requests");
+}
+
+/*
+ * Set enable_uring to @want and start the server; the old value goes to
+ * *old for the teardown.  Skips (exit 255, see HF_SETUP) when the kernel
+ * has no FUSE-over-io_uring.
+ */
+#define URING_SETUP(_want, _args, _old) do {				\
+	struct hf_opts o = { .cache = "auto", .extra_args = (_args) };	\
+									\
+	*(_old) = uring_param();					\
+	if (geteuid() == 0 && !*(_old))					\
+		SKIP(_exit(255), "no %s: kernel without FUSE-over-io_uring", \
+		     ENABLE_URING);					\
+	if (geteuid() == 0)						\
+		ASSERT_EQ(0, set_uring_param(_want)) TH_LOG("write %s: %m", ENABLE_URING); \
+	HF_SETUP(&o);							\
+} while (0)
+
+#define URING_TEARDOWN(_old) do {					\
+	HF_TEARDOWN();							\
+	if (_old && uring_param() != _old && set_uring_param(_old))	\
+		TH_LOG("could not restore %s to %c", ENABLE_URING, _old); \
+} while (0)
+
+FIXTURE(uring) {
+	struct hf h;
+	char old;
+};
+
+FIXTURE_SETUP(uring)
+{
+	URING_SETUP('Y', "--transport uring --uring-queue-depth 4", &self->old);
+}
+
+FIXTURE_TEARDOWN(uring)
+{
+	URING_TEARDOWN(self->old);
+}
+
+TEST_F(uring, status_reports_queues)
+{
+	static char doc[16384];
+	int cpus = possible_cpus(), q;
+	double v;
+
+	ASSERT_LT(0, cpus);
+	ASSERT_TRUE(hf_status(&self->h, doc, sizeof(doc)));
+	EXPECT_NE(NULL, strstr(doc, "\"transport\":\"uring\"")) TH_LOG("%s", doc);
+	ASSERT_TRUE(hf_json_num(doc, "queues", &v));
+	EXPECT_EQ(cpus, (int)v);
+	ASSERT_TRUE(hf_json_num(doc, "depth", &v));
+	EXPECT_EQ(DEPTH, (int)v);
+	for (q = 0; q < cpus; q++) {
+		/* Every entry is registered: the kernel holds it or we serve it. */
+		EXPECT_EQ(DEPTH, (int)queue_num(doc, q, "live")) TH_LOG("queue %d", q);
+		EXPECT_EQ(q, (int)queue_num(doc, q, "cpu")) TH_LOG("queue %d not pinned", q);
+	}
+	EXPECT_EQ(1, hf_log_count(&self->h, "transport: io_uring"));
+}
+
+/* A child on CPU @cpu makes @n files and stats them. */
+struct on_cpu {
+	const struct hf *h;
+	int cpu, n;
+};
+
+static int ops_on_cpu(void *arg)
+{
+	struct on_cpu *a = arg;
+	cpu_set_t set;
+	struct stat st;
+	char path[PATH_MAX + 32];
+	int i, fd;
+
+	CPU_ZERO(&set);
+	CPU_SET(a->cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		return 2;
+	for (i = 0; i < a->n; i++) {
+		snprintf(path, sizeof(path), "%s/cpu%d-%d", a->h->mnt, a->cpu, i);
+		fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+		if (fd < 0 || write(fd, "x", 1) != 1 || close(fd))
+			return 1;
+		if (stat(path, &st) || st.st_size != 1)
+			return 1;
+	}
+	return 0;
+}
+
+TEST_F(uring, requests_go_through_the_queue_of_their_cpu)
+{
+	static char before[16384], after[16384];
+	int cpus = possible_cpus(), q;
+	double r0, r1;
+
+	ASSERT_TRUE(hf_status(&self->h, before, sizeof(before)));
+	ASSERT_TRUE(hf_json_num(before, "ring_requests", &r0));
+	for (q = 0; q < cpus; q++) {
+		struct on_cpu a = { &self->h, q, 50 };
+
+		/* An offline CPU cannot run the child: nothing to check there. */
+		if (hf_run_child(-1, -1, ops_on_cpu, &a, 30000) == 2)
+			continue;
+		ASSERT_TRUE(hf_status(&self->h, after, sizeof(after)));
+		/* CREATE, WRITE, FLUSH, RELEASE at least; GETATTR/LOOKUP maybe. */
+		EXPECT_LE(queue_num(before, q, "requests") + 4 * a.n,
+			  queue_num(after, q, "requests"))
+			TH_LOG("queue %d: %.0f -> %.0f", q, queue_num(before, q, "requests"),
+			       queue_num(after, q, "requests"));
+		memcpy(before, after, sizeof(before));
+	}
+	ASSERT_TRUE(hf_status(&self->h, after, sizeof(after)));
+	ASSERT_TRUE(hf_json_num(after, "ring_requests", &r1));
+	EXPECT_LE(r0 + 4 * 50 * cpus, r1);
+	EXPECT_EQ(0, (int)queue_num(after, 0, "malformed"));
+}
+
+TEST_F(uring, file_ops_mix)
+{
+	char buf[4096], target[64];
+	struct statfs sfs;
+	struct stat st;
+	struct timespec ts[2] = { { 1000000000, 5 }, { 1200000000, 7 } };
+	DIR *d;
+	struct dirent *de;
+	int fd, n = 0;
+	double r0 = ring_requests(&self->h);
+
+	ASSERT_EQ(0, mkdir(M("dir"), 0750));
+	fd = open(M("dir/f"), O_CREAT | O_RDWR | O_CLOEXEC, 0640);
+	ASSERT_LE(0, fd);
+	hf_fill(buf, sizeof(buf), 1, 0);
+	ASSERT_EQ((ssize_t)sizeof(buf), pwrite(fd, buf, sizeof(buf), 0));
+	ASSERT_EQ((ssize_t)sizeof(buf), pwrite(fd, buf, sizeof(buf), 1 * MiB));
+	ASSERT_EQ(0, fsync(fd));
+	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 64 * 1024));
+	EXPECT_EQ(0, lseek(fd, 0, SEEK_DATA));
+	ASSERT_EQ(0, ftruncate(fd, 8192));
+	ASSERT_EQ(0, fstat(fd, &st));
+	EXPECT_EQ(8192, st.st_size);
+	ASSERT_EQ(0, close(fd));
+
+	ASSERT_EQ(0, rename(M("dir/f"), M("dir/g")));
+	ASSERT_EQ(0, link(M("dir/g"), M("dir/h")));
+	ASSERT_EQ(0, symlink("g", M("dir/s")));
+	ASSERT_EQ(1, readlink(M("dir/s"), target, sizeof(target)));
+	EXPECT_EQ('g', target[0]);
+	ASSERT_EQ(0, chmod(M("dir/g"), 0600));
+	ASSERT_EQ(0, utimensat(AT_FDCWD, M("dir/g"), ts, 0));
+	ASSERT_EQ(0, stat(S("dir/g"), &st));
+	EXPECT_EQ(0600, st.st_mode & 07777);
+	EXPECT_EQ(2, (int)st.st_nlink);
+	EXPECT_EQ(1200000000, st.st_mtim.tv_sec);
+	EXPECT_EQ(7, st.st_mtim.tv_nsec);
+	ASSERT_EQ((ssize_t)sizeof(buf) , hf_read_file(M("dir/h"), buf, sizeof(buf)));
+	EXPECT_EQ(-1, hf_check(buf, sizeof(buf), 1, 0));
+
+	d = opendir(M("dir"));
+	ASSERT_NE(NULL, d);
+	while ((de = readdir(d)))
+		n++;
+	closedir(d);
+	EXPECT_EQ(5, n); /* . .. g h s */
+	ASSERT_EQ(0, statfs(M("dir"), &sfs));
+	EXPECT_EQ(-1, open(M("dir/missing"), O_RDONLY | O_CLOEXEC));
+	EXPECT_EQ(ENOENT, errno);
+	EXPECT_EQ(-1, rmdir(M("dir")));
+	EXPECT_EQ(ENOTEMPTY, errno);
+	ASSERT_EQ(0, unlink(M("dir/s")));
+	ASSERT_EQ(0, unlink(M("dir/h")));
+	ASSERT_EQ(0, unlink(M("dir/g")));
+	ASSERT_EQ(0, rmdir(M("dir")));
+	EXPECT_EQ(-1, access(S("dir"), F_OK));
+	EXPECT_LE(r0 + 25, ring_requests(&self->h));
+}
+
+/* Write 64 MiB in uneven pieces, read it back past the page cache. */
+TEST_F_TIMEOUT(uring, data_integrity_64m, 180)
+{
+	const size_t total = 64 * MiB;
+	const size_t sizes[] = { 1 * MiB, 4096, 1, 128 * 1024 + 3, 65536, 777, 2 * MiB };
+	char *buf, *back;
+	size_t off = 0, i = 0;
+	ssize_t bad;
+	int fd;
+
+	buf = malloc(2 * MiB);
+	back = malloc(total);
+	ASSERT_NE(NULL, buf);
+	ASSERT_NE(NULL, back);
+	fd = open(M("big"), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+	ASSERT_LE(0, fd);
+	while (off < total) {
+		size_t n = sizes[i++ % (sizeof(sizes) / sizeof(sizes[0]))];
+
+		if (n > total - off)
+			n = total - off;
+		hf_fill(buf, n, 64, off);
+		ASSERT_EQ((ssize_t)n, pwrite(fd, buf, n, off)) TH_LOG("at %zu: %m", off);
+		off += n;
+	}
+	ASSERT_EQ(0, fsync(fd));
+	ASSERT_EQ(0, close(fd));
+
+	/* The host file is what was written. */
+	ASSERT_EQ((ssize_t)total, hf_read_file(S("big"), back, total));
+	bad = hf_check(back, total, 64, 0);
+	EXPECT_EQ(-1, bad) TH_LOG("host file differs at %zd", bad);
+
+	/* Through the mount, with the file's page cache dropped: READs. */
+	memset(back, 0, total);
+	fd = open(M("big"), O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED));
+	for (off = 0; off < total;) {
+		ssize_t n = pread(fd, back + off, total - off > 3 * MiB ? 3 * MiB : total - off,
+				  off);
+
+		ASSERT_LT(0, n) TH_LOG("pread at %zu: %m", off);
+		off += n;
+	}
+	close(fd);
+	bad = hf_check(back, total, 64, 0);
+	EXPECT_EQ(-1, bad) TH_LOG("read back differs at %zd", bad);
+
+	/* And with O_DIRECT: every byte is a READ the ring carries. */
+	memset(back, 0, total);
+	fd = open(M("big"), O_RDONLY | O_DIRECT | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, posix_memalign((void **)&buf, 4096, 1 * MiB) ? -1 : 0);
+	for (off = 0; off < total; off += MiB) {
+		ASSERT_EQ(MiB, pread(fd, buf, MiB, off)) TH_LOG("O_DIRECT pread at %zu: %m", off);
+		memcpy(back + off, buf, MiB);
+	}
+	close(fd);
+	bad = hf_check(back, total, 64, 0);
+	EXPECT_EQ(-1, bad) TH_LOG("O_DIRECT read back differs at %zd", bad);
+	free(back);
+}
+
+TEST_F_TIMEOUT(uring, creates_10k, 180)
+{
+	const int n = 10000;
+	char path[PATH_MAX + 32];
+	struct dirent *de;
+	int i, fd, seen = 0;
+	double r0 = ring_requests(&self->h);
+	DIR *d;
+
+	ASSERT_EQ(0, mkdir(M("many"), 0755));
+	for (i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/many/f%05d", self->h.mnt, i);
+		fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+		ASSERT_LE(0, fd) TH_LOG("create %d: %m", i);
+		ASSERT_EQ(0, close(fd));
+	}
+	d = opendir(M("many"));
+	ASSERT_NE(NULL, d);
+	while ((de = readdir(d)))
+		if (de->d_name[0] == 'f')
+			seen++;
+	closedir(d);
+	EXPECT_EQ(n, seen);
+	d = opendir(S("many"));
+	ASSERT_NE(NULL, d);
+	seen = 0;
+	while ((de = readdir(d)))
+		if (de->d_name[0] == 'f')
+			seen++;
+	closedir(d);
+	EXPECT_EQ(n, seen);
+	for (i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/many/f%05d", self->h.mnt, i);
+		ASSERT_EQ(0, unlink(path)) TH_LOG("unlink %d: %m", i);
+	}
+	ASSERT_EQ(0, rmdir(M("many")));
+	EXPECT_LE(r0 + 2 * n, ring_requests(&self->h));
+}
+
+/*
+ * Two processes on one CPU contend for a flock.  The waiter's SETLKW sits in
+ * the server until the holder's unlock arrives, on the same CPU and so the
+ * same ring queue: if the queue served SETLKW inline, that unlock would wait
+ * behind it forever.
+ */
+static int flock_holder(void *arg)
+{
+	const char *path = arg;
+	cpu_set_t set;
+	int fd, i;
+
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		return 2;
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || flock(fd, LOCK_EX))
+		return 3;
+	/* Let the waiter block, keep the queue busy, then unlock. */
+	usleep(300000);
+	for (i = 0; i < 20; i++)
+		if (access(path, F_OK))
+			return 4;
+	if (flock(fd, LOCK_UN))
+		return 5;
+	close(fd);
+	return 0;
+}
+
+static int flock_waiter(void *arg)
+{
+	const char *path = arg;
+	cpu_set_t set;
+	int fd;
+
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		return 2;
+	usleep(100000);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || flock(fd, LOCK_EX)) /* blocks until the holder unlocks */
+		return 3;
+	close(fd);
+	return 0;
+}
+
+TEST_F_TIMEOUT(uring, flock_contention_on_one_cpu, 60)
+{
+	char path[PATH_MAX + 32];
+	pid_t holder, waiter;
+	int st;
+
+	snprintf(path, sizeof(path), "%s", M("lock"));
+	ASSERT_EQ(0, hf_write_file(path, "l", 1, 0644));
+	holder = hf_fork_child(NULL, 0);
+	ASSERT_LE(0, holder);
+	if (holder == 0)
+		_exit(flock_holder(path));
+	waiter = hf_fork_child(NULL, 0);
+	ASSERT_LE(0, waiter);
+	if (waiter == 0)
+		_exit(flock_waiter(path));
+	st = hf_wait(holder, 20000);
+	EXPECT_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		TH_LOG("holder: status %#x (a deadlocked queue times out)", st);
+	st = hf_wait(waiter, 20000);
+	EXPECT_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		TH_LOG("waiter: status %#x", st);
+	{
+		static char doc[16384];
+
+		/* The waiter's SETLKW went to a helper thread of queue 0. */
+		ASSERT_TRUE(hf_status(&self->h, doc, sizeof(doc)));
+		EXPECT_LE(1, (int)queue_num(doc, 0, "offloaded")) TH_LOG("%s", doc);
+	}
+}
+
+/*
+ * kill -9: the ring dies with the server, and with it the entries the
+ * kernel had; the successor registers fresh ones on the same queues.
+ */
+TEST_F_TIMEOUT(uring, survives_kill9_with_fresh_entries, 60)
+{
+	static char doc[16384];
+	char buf[64];
+	pid_t pid;
+	double v;
+
+	ASSERT_EQ(0, hf_write_file(M("before"), "before", 6, 0644));
+	pid = hf_kill_server(&self->h, 10000);
+	ASSERT_LT(0, pid) TH_LOG("no successor serving");
+	ASSERT_EQ(6, hf_read_file(M("before"), buf, sizeof(buf)));
+	ASSERT_EQ(0, hf_write_file(M("after"), "after", 5, 0644));
+	ASSERT_EQ(5, hf_read_file(S("after"), buf, sizeof(buf)));
+	ASSERT_TRUE(hf_status(&self->h, doc, sizeof(doc)));
+	EXPECT_NE(NULL, strstr(doc, "\"transport\":\"uring\"")) TH_LOG("%s", doc);
+	ASSERT_TRUE(hf_json_num(doc, "restarts", &v));
+	EXPECT_EQ(1, (int)v);
+	ASSERT_TRUE(hf_json_num(doc, "ring_requests", &v));
+	EXPECT_LE(3, (int)v) TH_LOG("the successor's ring served nothing");
+	EXPECT_EQ(DEPTH, (int)queue_num(doc, 0, "live"));
+}
+
+/*
+ * A handover cannot stop the ring from handing the old server requests (a
+ * commit is also a fetch): the server refuses rather than lose them.
+ */
+TEST_F(uring, upgrade_refused_not_lossy)
+{
+	char out[1024];
+	double pid0 = hf_status_num(&self->h, "pid");
+
+	ASSERT_LT(0, pid0);
+	EXPECT_EQ(1, hf_ctl(&self->h, out, sizeof(out), 10000, "upgrade", NULL));
+	EXPECT_NE(NULL, strstr(out, "io_uring")) TH_LOG("%s", out);
+	EXPECT_EQ(pid0, hf_status_num(&self->h, "pid"));
+	ASSERT_EQ(0, hf_write_file(M("still"), "x", 1, 0644));
+}
+
+/* enable_uring=N: the kernel does not offer the ring in INIT. */
+FIXTURE(uring_off) {
+	struct hf h;
+	char old;
+};
+
+FIXTURE_SETUP(uring_off)
+{
+	URING_SETUP('N', "--transport auto", &self->old);
+}
+
+FIXTURE_TEARDOWN(uring_off)
+{
+	URING_TEARDOWN(self->old);
+}
+
+TEST_F(uring_off, auto_falls_back_and_says_why)
+{
+	static char doc[16384];
+
+	ASSERT_EQ(0, hf_write_file(M("f"), "x", 1, 0644));
+	ASSERT_TRUE(hf_status(&self->h, doc, sizeof(doc)));
+	EXPECT_NE(NULL, strstr(doc, "\"transport\":\"dev\"")) TH_LOG("%s", doc);
+	EXPECT_EQ(NULL, strstr(doc, "\"uring\":{"));
+	EXPECT_EQ(1, hf_log_count(&self->h, "transport: /dev/fuse, not io_uring"));
+	EXPECT_EQ(1, hf_log_count(&self->h, "enable_uring is N"));
+}
+
+TEST_F(uring_off, uring_refuses_to_start)
+{
+	const char *bin = getenv("HOLDFASTD");
+	char src[PATH_MAX], mnt[PATH_MAX], log[PATH_MAX], out[4096];
+	ssize_t n;
+	pid_t pid;
+	int st;
+
+	if (!bin || !*bin)
+		bin = HF_DEFAULT_HOLDFASTD;
+	snprintf(src, sizeof(src), "%s", hf_b(&self->h, "src2"));
+	snprintf(mnt, sizeof(mnt), "%s", hf_b(&self->h, "mnt2"));
+	snprintf(log, sizeof(log), "%s", hf_b(&self->h, "refused.log"));
+	ASSERT_EQ(0, mkdir(src, 0755));
+	ASSERT_EQ(0, mkdir(mnt, 0755));
+	pid = hf_fork_child(NULL, 0);
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+		if (fd < 0)
+			_exit(126);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		/* Under the fd store too: it must pass the verdict on. */
+		execl(bin, bin, "--shared-dir", src, "--mountpoint", mnt, "--transport",
+		      "uring", (char *)NULL);
+		_exit(127);
+	}
+	st = hf_wait(pid, 15000);
+	ASSERT_NE(-1, st) TH_LOG("holdfastd --transport uring did not exit");
+	ASSERT_TRUE(WIFEXITED(st));
+	EXPECT_EQ(1, WEXITSTATUS(st));
+	EXPECT_FALSE(hf_is_mounted(mnt, NULL, 0));
+	n = hf_read_file(log, out, sizeof(out) - 1);
+	ASSERT_LT(0, n);
+	out[n] = 0;
+	EXPECT_NE(NULL, strstr(out, "--transport uring")) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "enable_uring is N")) TH_LOG("%s", out);
+	if (hf_is_mounted(mnt, NULL, 0))
+		umount2(mnt, MNT_DETACH);
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: GPL-2.0
+// One FUSE-over-io_uring queue: a thread pinned to one CPU, its own ring,
+// `depth` entries registered with the kernel for queue `qid`, and the
+// serving loop: completion -> request -> engine -> reply -> COMMIT_AND_FETCH.
+//
+// The kernel picks the queue of the CPU the calling task runs on, so the
+// thread that serves a request usually runs where it was made.  Requests are
+// served inline, one at a time, except those that may block indefinitely
+// (SETLKW waits for another process's unlock, which may be queued behind it
+// on this very queue): a helper thread serves those and hands the entry back
+// through the queue's eventfd; only the queue thread submits to its ring.
+#pragma once
+
+#include "fuse/engine.h"
+#include "transport/uring/entry.h"
+#include "util/fd.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace holdfast::uring {
+
+class Ring;
+
+struct QueueStats {
+    std::atomic<uint64_t> requests{0};     // requests served off this queue's ring
+    std::atomic<uint64_t> errors{0};       // of those, answered with an error
+    std::atomic<uint64_t> malformed{0};    // entries whose buffers made no sense
+    std::atomic<uint64_t> offloaded{0};    // served by a helper thread (may block)
+    std::atomic<uint64_t> reregistered{0}; // entries registered again (commit refused)
+    std::atomic<unsigned> live{0};         // entries the kernel holds or we serve
+};
+
+class Queue {
+  public:
+    // `settle_ms`: see wait_armed().
+    Queue(fuse::Engine &engine, int devfd, unsigned qid, unsigned depth, size_t payload_cap,
+          int settle_ms);
+    Queue(const Queue &) = delete;
+    Queue &operator=(const Queue &) = delete;
+    ~Queue();
+
+    void start();
+    // Waits until the queue's REGISTERs went through (or failed): the kernel
+    // does not answer a REGISTER that worked, so that is when none was
+    // refused within `settle_ms` of submitting them.  Refusals come at once,
+    // except EAGAIN (INIT reply not processed yet), which io_uring sends from
+    // a worker: a new connection needs a few ms, an initialized one none.
+    // Returns
+    // "" if at least one entry is registered, else why not.  Entries that
+    // failed while others worked are logged.
+    std::string wait_armed(int timeout_ms);
+    // Asks the thread to leave; returns at once.
+    void stop();
+    // Waits for the thread.  Returns false if helper threads are still
+    // blocked in a request (the queue must then not be destroyed).
+    bool join(int helper_timeout_ms = 1000);
+
+    unsigned qid() const { return qid_; }
+    unsigned depth() const { return depth_; }
+    int cpu() const { return cpu_.load(std::memory_order_relaxed); }
+    const QueueStats &stats() const { return stats_; }
+    std::string setup() const;
+
+  private:
+    enum class Cmd : uint8_t { none, reg, commit };
+    enum class State { starting, armed, failed, exited };
+
+    void run();
+    void set_state(State s, const std::string &why = {});
+    void on_completion(uint64_t user_data, int res);
+    void serve(unsigned idx);
+    void handle(Entry &e, std::span<const std::byte> req);
+    void commit(unsigned idx);
+    void retire(unsigned idx, int res);
+    void take_done();
+    void wake();
+
+    fuse::Engine &engine_;
+    const int devfd_;
+    const unsigned qid_;
+    const unsigned depth_;
+    const size_t payload_cap_;
+    const int settle_ms_;
+    std::atomic<int> cpu_{-1};
+    Fd evfd_;
+    std::thread thread_;
+    std::atomic<bool> stopping_{false};
+    std::atomic<unsigned> helpers_{0};
+    QueueStats stats_;
+
+    // Owned by the queue thread.
+    struct Slot {
+        std::unique_ptr<Entry> entry;
+        Cmd cmd = Cmd::none;
+        bool dead = false;
+    };
+    std::vector<Slot> slots_;
+    Ring *ring_ = nullptr;
+    std::vector<unsigned> retry_; // REGISTERs refused with EAGAIN (INIT not processed yet)
+    bool armed_ = false;
+    bool woken_ = false;
+    std::string first_error_;
+
+    std::mutex done_mu_;
+    std::vector<unsigned> done_; // entries a helper finished
+
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    State state_ = State::starting;
+    std::string why_;
+    std::string setup_;
+};
+
+} // namespace holdfast::uring

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: GPL-2.0
+// The vhost-user back-end state machine: feature negotiation, the memory
+// table, the virtqueues, the inflight buffer.  It turns validated
+// front-end messages (protocol.h) into state changes and replies; it does
+// no socket I/O and knows nothing of what the queues carry.
+#pragma once
+
+#include "transport/vhost_user/inflight.h"
+#include "transport/vhost_user/memory.h"
+#include "transport/vhost_user/protocol.h"
+#include "transport/vhost_user/virtqueue.h"
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace holdfast::vhost {
+
+struct BackendConfig {
+    uint32_t max_queues = 17; // vrings: virtio-fs hiprio + up to 16 request queues
+    uint64_t features = kFVersion1 | kFIndirectDesc | kFEventIdx | kFProtocolFeatures;
+    uint64_t protocol_features = kPMq | kPReplyAck | kPInflightShmfd | kPResetDevice;
+    int stop_timeout_ms = 5000; // GET_VRING_BASE waits this long for requests
+};
+
+// What the caller sends back for one message.
+struct Response {
+    std::vector<uint8_t> bytes; // empty: nothing to send
+    int fd = -1;                // sent with it (owned by the backend)
+};
+
+class Backend {
+  public:
+    explicit Backend(BackendConfig c);
+    ~Backend();
+
+    // Acts on one message.  Returns "" on success, else what is wrong; the
+    // caller then drops the connection unless `resp` holds a (negative)
+    // REPLY_ACK, which reports the failure and keeps it.  Fds the message
+    // carried that were taken are set to -1 in m.fds; the caller closes
+    // the rest.
+    std::string handle(Message &m, Response &resp);
+
+    uint32_t max_queues() const { return cfg_.max_queues; }
+    Virtqueue &queue(unsigned i) { return *queues_[i]; }
+    uint64_t acked_features() const { return features_; }
+    uint64_t acked_protocol_features() const { return protocol_; }
+    std::shared_ptr<const MemoryTable> memory() const;
+
+    // Called after a ring got its kick fd (it may now run).
+    std::function<void(unsigned)> on_ring_start;
+
+    // Wakes every worker and makes wait_pop() return false.
+    void shutdown();
+
+  private:
+    std::string handle_locked(Message &m, Response &resp, bool &replied);
+    int take_fd(Message &m, size_t i);
+
+    BackendConfig cfg_;
+    std::vector<std::unique_ptr<Virtqueue>> queues_;
+    mutable std::mutex mu_;
+    uint64_t features_ = 0;
+    uint64_t protocol_ = 0;
+    bool features_set_ = false;
+    bool owner_ = false;
+    std::shared_ptr<const MemoryTable> mem_;
+    InflightArea inflight_;
+    uint64_t status_ = 0;
+};
+
+} // namespace holdfast::vhost

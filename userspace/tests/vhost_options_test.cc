@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: GPL-2.0
+// holdfastd's vhost-user-fs options (--socket-path, --fd, --sandbox, ...).
+#include "daemon/options.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <string>
+#include <vector>
+
+using holdfast::daemon::Options;
+
+namespace {
+
+std::string run(std::vector<std::string> args, Options &o)
+{
+    // getopt may keep pointers into argv: keep every argv alive.
+    static std::deque<std::vector<std::string>> keep;
+    args.insert(args.begin(), "holdfastd");
+    keep.push_back(args);
+    std::vector<char *> argv;
+    for (auto &a : keep.back())
+        argv.push_back(a.data());
+    argv.push_back(nullptr);
+    o = Options{};
+    return holdfast::daemon::parse(int(argv.size() - 1), argv.data(), o);
+}
+
+bool has(const std::string &s, const std::string &n) { return s.find(n) != std::string::npos; }
+
+} // namespace
+
+TEST(VhostOptions, SocketPathReplacesMountpoint)
+{
+    Options o;
+    EXPECT_EQ(run({"--shared-dir", "/srv", "--socket-path", "/run/fs.sock"}, o), "");
+    EXPECT_TRUE(o.vhost());
+    EXPECT_EQ(o.socket_path, "/run/fs.sock");
+    EXPECT_TRUE(o.mountpoint.empty());
+    // Defaults: the strict sandbox.
+    EXPECT_EQ(o.sandbox, "namespace");
+    EXPECT_EQ(o.seccomp, "kill");
+    EXPECT_EQ(o.max_request_queues, 16u);
+}
+
+TEST(VhostOptions, VirtiofsdSpellings)
+{
+    Options o;
+    EXPECT_EQ(run({"--shared-dir=/srv", "--socket-path=/s", "--thread-pool-size=8", "--cache=always",
+                   "--sandbox=chroot", "--seccomp=log", "--tag=myfs", "--xattr"},
+                  o),
+              "");
+    EXPECT_EQ(o.threads, 8u);
+    EXPECT_EQ(o.sandbox, "chroot");
+    EXPECT_EQ(o.seccomp, "log");
+    EXPECT_EQ(o.tag, "myfs");
+    EXPECT_TRUE(o.fs.xattr);
+    EXPECT_EQ(run({"--shared-dir", "/srv", "--fd", "3"}, o), "");
+    EXPECT_EQ(o.listen_fd, 3);
+    EXPECT_TRUE(o.vhost());
+}
+
+TEST(VhostOptions, Conflicts)
+{
+    Options o;
+    EXPECT_TRUE(has(run({"--shared-dir", "/a", "--socket-path", "/s", "--fd", "3"}, o), "--fd"));
+    EXPECT_TRUE(
+        has(run({"--shared-dir", "/a", "--socket-path", "/s", "--mountpoint", "/m"}, o), "--mountpoint"));
+    std::string m = run({"--shared-dir", "/a"}, o);
+    EXPECT_TRUE(has(m, "--mountpoint")) << m;
+    EXPECT_TRUE(has(m, "--socket-path")) << m;
+}
+
+TEST(VhostOptions, BadValuesAreNamed)
+{
+    Options o;
+    std::string m = run({"--shared-dir", "/a", "--socket-path", "/s", "--sandbox", "jail"}, o);
+    EXPECT_TRUE(has(m, "--sandbox") && has(m, "'jail'")) << m;
+    m = run({"--shared-dir", "/a", "--socket-path", "/s", "--seccomp", "maybe"}, o);
+    EXPECT_TRUE(has(m, "--seccomp") && has(m, "'maybe'")) << m;
+    m = run({"--shared-dir", "/a", "--socket-path", "/s", "--max-request-queues", "17"}, o);
+    EXPECT_TRUE(has(m, "--max-request-queues")) << m;
+    m = run({"--shared-dir", "/a", "--socket-path", "/s", "--tag",
+             "a-tag-that-is-much-longer-than-36-bytes"},
+            o);
+    EXPECT_TRUE(has(m, "--tag")) << m;
+    m = run({"--shared-dir", "/a", "--socket-path", std::string(120, 'x')}, o);
+    EXPECT_TRUE(has(m, "too long")) << m;
+}
+
+TEST(VhostOptions, PrintCapabilitiesIgnoresTheRest)
+{
+    Options o;
+    EXPECT_EQ(run({"--print-capabilities"}, o), "");
+    EXPECT_TRUE(o.print_capabilities);
+}
