@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs test suites and ends with one line "N passed, N failed" summing them.
-# Usage: check.sh [unit] [host] ...   Exit status: 0 only if nothing failed.
+# Usage: check.sh [unit] [host] [vm] ...   Exit status: 0 only if nothing failed.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$top/build}
@@ -48,6 +48,24 @@ run_host() {
 	local s
 	s=$(echo "$line" | sed -n 's/.*, \([0-9]*\) skipped.*/\1/p')
 	add "$p" "$((f + ${s:-0}))"
+}
+
+# The guest suite in test VMs (selftests/vm/check-vm.sh: both guest
+# kernels), counted like the host suite.
+run_vm() {
+	local out=$log/vm.txt
+	"$top/selftests/vm/check-vm.sh" 2>&1 | tee "$out"
+	local line
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+	if [ -z "$line" ]; then
+		echo "check: VM selftests produced no summary"
+		add 0 1
+		return
+	fi
+	local p f
+	p=$(echo "$line" | sed 's/^\([0-9]*\) passed.*/\1/')
+	f=$(echo "$line" | sed 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/')
+	add "$p" "$f"
 }
 
 [ $# -gt 0 ] || set -- unit host

@@ -9,8 +9,14 @@ BUILD="build-essential g++ cmake ninja-build pkg-config liburing-dev libfuse3-de
 RUNTIME="fuse3 attr acl"
 TEST="libgtest-dev googletest xz-utils"
 BENCH="fio meson dpkg-dev"
+# make check-vm: QEMU (TCG) test VMs; the initramfs is busybox-static + kmod,
+# packed with cpio; bc times the runs.
+VM="qemu-system-x86 busybox-static kmod cpio bc"
+# make fuzz: clang with libFuzzer and the sanitizer runtimes (libclang-rt),
+# llvm-symbolizer for readable crash stacks.
+FUZZ="clang-14 libclang-rt-14-dev llvm-14"
 
-want="$BUILD $RUNTIME $TEST $BENCH $*"
+want="$BUILD $RUNTIME $TEST $BENCH $VM $FUZZ $*"
 
 missing=()
 for p in $want; do

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The VM part of "make check": the guest suite on both guest kernels,
+#   Debian 6.12 cloud  fuse and virtiofs built in; 2 vCPUs and 2 request
+#                      queues per device (multiqueue virtio-fs)
+#   Debian 6.1 cloud   fuse, virtiofs and virtio_pci as modules (kmod)
+#   6.1-holdfast       the 6.1 guest with holdfast's fuse.ko/virtiofs.ko
+#                      (kernel/build.sh, "make kernel"): smoke on one
+#                      device + resend_test (FUSE_NOTIFY_RESEND backport)
+# each one VM booted by run-vm.sh.  The two VMs run at the same time when
+# HF_VM_PARALLEL=1 (default: one after the other).  Ends with the sum as
+# "N passed, N failed".
+#
+#   selftests/vm/check-vm.sh [6.12] [6.1] [6.1-holdfast]
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+kernels=("$@")
+[ ${#kernels[@]} -gt 0 ] || kernels=(6.12 6.1 6.1-holdfast)
+log=$(mktemp -d /tmp/holdfast-vm.XXXXXX)
+t0=$(date +%s)
+
+one() {
+	local k=$1 args=() moddir st
+	case $k in
+	6.12) args=(--smp 2 --queues 2) ;;
+	6.1-holdfast)
+		moddir=$("$here/../../kernel/build.sh" 2>"$log/$k.txt") ||
+			{ echo "0 passed, 1 failed" >>"$log/$k.txt"; return; }
+		st=$log/$k-selftests
+		mkdir -p "$st"
+		cp "${BUILD:-$here/../../build}/selftests/guest/resend_test" "$st/" 2>>"$log/$k.txt"
+		"$here/run-vm.sh" --kernel 6.1 --run suite --dev auto --modules "$moddir" \
+			--selftests "$st" --timeout "${HF_VM_TIMEOUT:-420}" >"$log/$k.txt" 2>&1
+		return
+		;;
+	*) args=(--smp 1 --queues 1) ;;
+	esac
+	"$here/run-vm.sh" --kernel "$k" --run suite --timeout "${HF_VM_TIMEOUT:-420}" "${args[@]}" \
+		>"$log/$k.txt" 2>&1
+}
+
+if [ "${HF_VM_PARALLEL:-0}" = 1 ]; then
+	for k in "${kernels[@]}"; do one "$k" & done
+	wait
+else
+	for k in "${kernels[@]}"; do one "$k"; done
+fi
+
+pass=0
+fail=0
+for k in "${kernels[@]}"; do
+	echo "# ======== guest kernel $k"
+	cat "$log/$k.txt"
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log/$k.txt" | tail -1)
+	if [ -z "$line" ]; then
+		echo "# check-vm: no result for kernel $k"
+		fail=$((fail + 1))
+		continue
+	fi
+	p=${line%% passed*}
+	f=$(echo "$line" | sed 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/')
+	echo "# check-vm: kernel $k: $p passed, $f failed"
+	pass=$((pass + p))
+	fail=$((fail + f))
+done
+rm -rf "$log"
+echo "# check-vm: $(($(date +%s) - t0)) s for ${kernels[*]}"
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
