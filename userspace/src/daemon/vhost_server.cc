@@ -229,6 +229,14 @@ int serve_vhost(const Options &o)
     // caller's supplementary groups, which we never see: run as the caller
     // only where it decides ownership, like virtiofsd.
     opts.fs.creds = fs::CredsPolicy::create_only;
+    // Record locks stay in the guest, as with virtiofsd: a lock wait served
+    // here would hold a queue thread (one per request queue) until the lock
+    // is free, and the unlock that frees it would wait behind it on that
+    // queue: a guest could wedge its own file system with two flock()s.
+    // Not negotiating FUSE_POSIX_LOCKS/FUSE_FLOCK_LOCKS makes the guest
+    // kernel lock locally, which is exact for the one guest a device serves.
+    opts.fs.posix_locks = false;
+    opts.fs.flock = false;
     state::Region region = state::Region::create({o.max_inodes, o.max_handles, 1024});
     state::InodeTable inodes(region);
     state::HandleTable handles(region);
