@@ -143,7 +143,23 @@ int Passthrough::create_file(const fuse::Ctx &ctx, const state::Inode &parent,
         CredScope cred(ctx, creds_for(true), opts_.host_pids);
         if (!cred.ok())
             return cred.error();
-        fd.reset(openat(parent.fd.get(), n.c_str(), hflags, mode));
+        // Create exclusively first.  If the name exists (and the caller
+        // did not ask for O_EXCL) open what is there only if it is a
+        // regular file: opening an existing FIFO would block this worker
+        // and a device node would open the host's device.
+        fd.reset(openat(parent.fd.get(), n.c_str(), hflags | O_EXCL, mode));
+        if (!fd && errno == EEXIST && !(flags & O_EXCL)) {
+            Fd path(openat(parent.fd.get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+            struct stat st;
+            if (!path || fstat(path.get(), &st) < 0)
+                return -errno;
+            if (!S_ISREG(st.st_mode))
+                return S_ISDIR(st.st_mode) ? -EISDIR : S_ISLNK(st.st_mode) ? -ELOOP : -EINVAL;
+            int r = reopen_fd(path.get(), hflags & ~(O_CREAT | O_EXCL));
+            if (r < 0)
+                return r;
+            fd.reset(r);
+        }
     }
     if (!fd)
         return -errno;

@@ -112,7 +112,9 @@ Fd Passthrough::resolve_inode(uint64_t nodeid, const state::InodeRecord &r)
                      (unsigned long long)nodeid);
         return fd;
     }
-    if (!r.handle_bytes)
+    // The record is shared memory a crash may have left half-written:
+    // never copy more than the handle buffer holds.
+    if (!r.handle_bytes || r.handle_bytes > state::kMaxFileHandle)
         return Fd();
     struct {
         struct file_handle h;

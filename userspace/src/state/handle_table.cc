@@ -52,7 +52,8 @@ std::shared_ptr<Handle> HandleTable::get(uint64_t fh) const
     auto &o = objs_[fh];
     if (o || !lazy_)
         return o;
-    if (rec_[fh].state.load(std::memory_order_acquire) != kLive)
+    if (fh >= hdr_->handle_high.load(std::memory_order_acquire) ||
+        rec_[fh].state.load(std::memory_order_acquire) != kLive)
         return nullptr;
     o = resolver_(fh, rec_[fh]);
     if (o)
@@ -96,7 +97,8 @@ std::shared_ptr<Handle> HandleTable::remove(uint64_t fh)
         // After a restart a live handle may never have been reopened here:
         // it is released all the same (resolve it first so the caller can
         // undo what it holds).
-        if (!h && lazy_ && rec_[fh].state.load(std::memory_order_acquire) == kLive) {
+        if (!h && lazy_ && fh < hdr_->handle_high.load(std::memory_order_acquire) &&
+            rec_[fh].state.load(std::memory_order_acquire) == kLive) {
             h = resolver_(fh, rec_[fh]);
             if (!h) {
                 h = std::make_shared<Handle>();

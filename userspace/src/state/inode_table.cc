@@ -133,8 +133,11 @@ std::shared_ptr<Inode> InodeTable::get(uint64_t nodeid) const
         if (o || !lazy_)
             return o;
         // Not open in this process: after a restart, or evicted to stay
-        // within the fd budget.  The record says whether it is still live.
-        if (rec_[nodeid].state.load(std::memory_order_acquire) != kLive)
+        // within the fd budget.  The record says whether it is still live;
+        // past the high-water mark no record was ever validated (recover()
+        // checks only below it), so none is trusted there.
+        if (nodeid >= hdr_->inode_high.load(std::memory_order_acquire) ||
+            rec_[nodeid].state.load(std::memory_order_acquire) != kLive)
             return nullptr;
         Fd fd = resolver_(nodeid, rec_[nodeid]);
         if (!fd)
