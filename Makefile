@@ -22,7 +22,7 @@ selftests: userspace
 
 # Every test; the last line is "N passed, N failed".
 check: build vm-selftests
-	@./scripts/check.sh unit host vm
+	@./scripts/check.sh unit host vm asan
 
 check-unit: deps userspace
 	@./scripts/check.sh unit

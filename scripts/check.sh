@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs test suites and ends with one line "N passed, N failed" summing them.
-# Usage: check.sh [unit] [host] [vm] ...   Exit status: 0 only if nothing failed.
+# Usage: check.sh [unit] [host] [vm] [asan] ...   Exit status: 0 only if nothing failed.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$top/build}
@@ -31,42 +31,30 @@ run_unit() {
 	add "${p:-0}" "${f:-0}"
 }
 
-run_host() {
-	local out=$log/host.txt
-	"$top/selftests/run-host.sh" 2>&1 | tee "$out"
-	local line
+# Runs a suite that ends with its own "N passed, N failed[, N skipped]"
+# line and adds it in; a skip is not a pass, and no line is a failure.
+run_counted() {
+	local name=$1 out=$log/$1.txt line p f s
+	shift
+	"$@" 2>&1 | tee "$out"
 	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
 	if [ -z "$line" ]; then
-		echo "check: host selftests produced no summary"
+		echo "check: $name produced no summary"
 		add 0 1
 		return
 	fi
-	local p f
 	p=$(echo "$line" | sed 's/^\([0-9]*\) passed.*/\1/')
 	f=$(echo "$line" | sed 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/')
-	# Skips are reported after the counts; a skip is not a pass.
-	local s
 	s=$(echo "$line" | sed -n 's/.*, \([0-9]*\) skipped.*/\1/p')
 	add "$p" "$((f + ${s:-0}))"
 }
 
-# The guest suite in test VMs (selftests/vm/check-vm.sh: both guest
-# kernels), counted like the host suite.
-run_vm() {
-	local out=$log/vm.txt
-	"$top/selftests/vm/check-vm.sh" 2>&1 | tee "$out"
-	local line
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
-	if [ -z "$line" ]; then
-		echo "check: VM selftests produced no summary"
-		add 0 1
-		return
-	fi
-	local p f
-	p=$(echo "$line" | sed 's/^\([0-9]*\) passed.*/\1/')
-	f=$(echo "$line" | sed 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/')
-	add "$p" "$f"
-}
+# The host selftests against a real /dev/fuse mount.
+run_host() { run_counted host "$top/selftests/run-host.sh"; }
+# The guest suite in test VMs (both guest kernels, and ours on 6.1).
+run_vm() { run_counted vm "$top/selftests/vm/check-vm.sh"; }
+# Unit tests and host selftests again under ASan/UBSan (its own build).
+run_asan() { run_counted asan "$top/scripts/check-asan.sh"; }
 
 [ $# -gt 0 ] || set -- unit host
 for suite in "$@"; do
