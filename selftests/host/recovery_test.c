@@ -807,6 +807,16 @@ static int stream_writer(const struct hf *h, const void *arg)
 			return sh->err;
 		}
 		sh->written = off + STREAM_CHUNK;
+		/*
+		 * With the writeback cache the stream would land in the page
+		 * cache faster than five kills can: flush every MiB so the
+		 * writer's progress goes through the server being killed.
+		 */
+		if (!((off + STREAM_CHUNK) & ((1 << 20) - 1)) && fdatasync(fd)) {
+			sh->err = errno;
+			sh->err_off = off;
+			return sh->err;
+		}
 	}
 	if (fsync(fd) || close(fd)) {
 		sh->err = errno;
