@@ -44,6 +44,7 @@
 #include "fake_store.h"
 #include "scratch.h"
 
+#include "daemon/init_record.h"
 #include "fs/passthrough.h"
 #include "fuse/engine.h"
 #include "state/handle_table.h"
@@ -127,19 +128,6 @@ class EngineHarness {
         }
     };
 
-    static void persist_init(state::RegionHeader &h, const fuse::Negotiated &n)
-    {
-        state::InitRecord &r = h.init;
-        r.major = n.major;
-        r.minor = n.minor;
-        r.max_write = n.max_write;
-        r.kernel_flags = n.kernel_flags;
-        r.flags = n.flags;
-        r.max_readahead = n.max_readahead;
-        r.max_pages = n.max_pages;
-        r.state.store(state::kLive, std::memory_order_release);
-    }
-
     void build(Server &s, bool recovering)
     {
         s.inodes = std::make_unique<state::InodeTable>(*s.region);
@@ -156,22 +144,13 @@ class EngineHarness {
             s.journal->load_previous();
             s.pfs->recover(use_journal_ ? store_.copies() : std::vector<fdstore::NamedFd>{});
             auto &h = s.region->header();
-            if (h.init.state.load(std::memory_order_acquire) == state::kLive) {
-                fuse::Negotiated n;
-                n.major = h.init.major;
-                n.minor = h.init.minor;
-                n.max_write = h.init.max_write;
-                n.kernel_flags = h.init.kernel_flags;
-                n.flags = h.init.flags;
-                n.max_readahead = h.init.max_readahead;
-                n.max_pages = h.init.max_pages;
-                s.engine->adopt(n);
-            }
+            if (h.init.state.load(std::memory_order_acquire) == state::kLive)
+                s.engine->adopt(daemon::load_init(h));
         } else {
             s.pfs->start_fresh();
         }
         state::Region *r = &*s.region;
-        s.engine->set_on_init([r](const fuse::Negotiated &n) { persist_init(r->header(), n); });
+        s.engine->set_on_init([r](const fuse::Negotiated &n) { daemon::persist_init(r->header(), n); });
     }
 
     void start(Server &s)

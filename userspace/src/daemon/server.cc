@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "daemon/server.h"
 
+#include "daemon/init_record.h"
+
 #include "fdstore/client.h"
 #include "fdstore/protocol.h"
 #include "fs/passthrough.h"
@@ -201,34 +203,6 @@ Fd take_named(std::vector<fdstore::NamedFd> &fds, const std::string &name)
         }
     }
     return Fd();
-}
-
-void persist_init(state::RegionHeader &h, const fuse::Negotiated &n)
-{
-    state::InitRecord &r = h.init;
-    r.major = n.major;
-    r.minor = n.minor;
-    r.max_write = n.max_write;
-    r.kernel_flags = n.kernel_flags;
-    r.flags = n.flags;
-    r.max_readahead = n.max_readahead;
-    r.max_pages = n.max_pages;
-    r.state.store(state::kLive, std::memory_order_release);
-}
-
-fuse::Negotiated load_init(const state::RegionHeader &h)
-{
-    fuse::Negotiated n;
-    const state::InitRecord &r = h.init;
-    n.major = r.major;
-    n.minor = r.minor;
-    n.max_write = r.max_write;
-    n.kernel_flags = r.kernel_flags;
-    n.flags = r.flags;
-    n.max_readahead = r.max_readahead;
-    n.max_pages = r.max_pages;
-    n.done = true;
-    return n;
 }
 
 } // namespace
