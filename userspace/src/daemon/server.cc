@@ -2,6 +2,7 @@
 #include "daemon/server.h"
 
 #include "daemon/init_record.h"
+#include "daemon/startup.h"
 
 #include "fdstore/client.h"
 #include "fdstore/protocol.h"
@@ -47,13 +48,6 @@ namespace holdfast::daemon {
 namespace {
 
 void on_wake_signal(int) {}
-
-long long mono_ns()
-{
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 // What the status command reports about recovery.
 struct RecoveryInfo {
@@ -193,18 +187,6 @@ std::string handle_command(const Options &o, const std::string &cmd, bool ring)
     return "{\"error\":\"usage: stall OPCODE before|mid|after [COUNT]\"}\n";
 }
 
-Fd take_named(std::vector<fdstore::NamedFd> &fds, const std::string &name)
-{
-    for (auto it = fds.begin(); it != fds.end(); ++it) {
-        if (it->name == name) {
-            Fd fd = std::move(it->fd);
-            fds.erase(it);
-            return fd;
-        }
-    }
-    return Fd();
-}
-
 } // namespace
 
 int exec_under_fdstore(int argc, char **argv)
@@ -237,30 +219,6 @@ int exec_under_fdstore(int argc, char **argv)
     fprintf(stderr, "holdfastd: exec %s: %s\n", store.c_str(), strerror(errno));
     return 1;
 }
-
-namespace {
-// Every inode the kernel knows holds an O_PATH fd here: lift the fd limit
-// as far as we may (as root: to fs.nr_open, capped at a million, like
-// virtiofsd's --rlimit-nofile default).
-void raise_fd_limit()
-{
-    rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return;
-    rlim_t want = 1000000;
-    if (FILE *f = fopen("/proc/sys/fs/nr_open", "re")) {
-        unsigned long long v;
-        if (fscanf(f, "%llu", &v) == 1 && v < want)
-            want = rlim_t(v);
-        fclose(f);
-    }
-    rlimit up{want, want};
-    if (want > rl.rlim_max && setrlimit(RLIMIT_NOFILE, &up) == 0)
-        return;
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-}
-} // namespace
 
 int serve(const Options &o)
 {
@@ -317,15 +275,8 @@ int serve(const Options &o)
         Fd memfd = take_named(stored, "state");
         if (!memfd)
             throw std::runtime_error("the fd store holds a FUSE connection but no state region");
-        try {
-            region.emplace(state::Region::attach(std::move(memfd)));
-        } catch (const std::runtime_error &e) {
-            // Serving from a region we cannot trust would answer with wrong
-            // files; and no restart will make it trustworthy.
-            fprintf(stderr, "holdfastd: %s\n", e.what());
+        if (!attach_region(std::move(memfd), region, ri.generation))
             return fdstore::kExitNoRestart;
-        }
-        ri.generation = region->header().attach_generation.fetch_add(1) + 1;
     } else {
         if (stat(o.mountpoint.c_str(), &st) < 0 || !S_ISDIR(st.st_mode)) {
             fprintf(stderr, "holdfastd: --mountpoint '%s': %s\n", o.mountpoint.c_str(),
@@ -361,15 +312,9 @@ int serve(const Options &o)
             else
                 rest.push_back(std::move(nf));
         }
-        try {
-            pfs.recover(std::move(rest));
-        } catch (const std::runtime_error &e) {
-            fprintf(stderr, "holdfastd: %s\n", e.what());
+        if (!recover_tables(pfs, engine, *region, std::move(rest)))
             return fdstore::kExitNoRestart;
-        }
         LOG_DBG("recovery: tables rebuilt after %.2f ms", double(mono_ns() - t_start) / 1e6);
-        if (region->header().init.state.load(std::memory_order_acquire) == state::kLive)
-            engine.adopt(load_init(region->header()));
         mount.emplace(devfuse::Mount::adopt(std::move(devfd), o.mountpoint));
         ri.recovered = true;
     } else {
