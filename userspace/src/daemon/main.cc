@@ -37,21 +37,14 @@ int main(int argc, char **argv)
         return 0;
     }
     log::set_level(o.log_level);
-    // A VM's virtio-fs device: the vhost-user transport.  (Its crash
-    // recovery comes with vhost-user reconnect; no fd store for now.)
-    if (o.vhost()) {
-        try {
-            return daemon::serve_vhost(o);
-        } catch (const std::exception &ex) {
-            fprintf(stderr, "holdfastd: %s\n", ex.what());
-            return 1;
-        }
-    }
     // Crash-proof by default: without a store to keep our fds, become the
     // child of one.  Under systemd, $NOTIFY_SOCKET already names its store.
     if (o.recovery && !getenv("NOTIFY_SOCKET"))
         return daemon::exec_under_fdstore(argc, argv);
     try {
+        // A VM's virtio-fs device: the vhost-user transport.
+        if (o.vhost())
+            return daemon::serve_vhost(o);
         return daemon::serve(o);
     } catch (const std::exception &ex) {
         fprintf(stderr, "holdfastd: %s\n", ex.what());

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "daemon/options.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -38,6 +39,9 @@ enum {
     kSeccomp,
     kTag,
     kMaxQueues,
+    kReconnect,
+    kQmpSocket,
+    kQmpDevice,
     kPrintCaps,
     kHelp,
     kVersion,
@@ -90,6 +94,13 @@ const char *usage()
            "  --tag TAG                 vhost-user mode: virtio-fs tag for front-ends that\n"
            "                            read the device config from the back-end\n"
            "  --max-request-queues N    vhost-user mode: request queues offered, 1..16\n"
+           "  --reconnect               vhost-user mode: after the front-end disconnects,\n"
+           "                            keep the state and serve the next one (a new\n"
+           "                            device for the same guest) instead of exiting\n"
+           "  --qmp-socket QMP          vhost-user mode: the VM's QMP socket; after a restart\n"
+           "                            or a disconnect, re-plug the device through it\n"
+           "                            (implies --reconnect; exits when QEMU is gone)\n"
+           "  --qmp-device ID           the vhost-user-fs-pci device's id (with --qmp-socket)\n"
            "  --print-capabilities      print the vhost-user back-end capabilities (JSON)\n"
            "  --thread-pool-size N      worker threads, 1..1024 (default: CPUs, at least 2)\n"
            "  --cache MODE              auto|always|never|metadata (default: auto)\n"
@@ -150,6 +161,9 @@ std::string parse(int argc, char **argv, Options &out)
         {"seccomp", required_argument, nullptr, kSeccomp},
         {"tag", required_argument, nullptr, kTag},
         {"max-request-queues", required_argument, nullptr, kMaxQueues},
+        {"reconnect", no_argument, nullptr, kReconnect},
+        {"qmp-socket", required_argument, nullptr, kQmpSocket},
+        {"qmp-device", required_argument, nullptr, kQmpDevice},
         {"print-capabilities", no_argument, nullptr, kPrintCaps},
         {"help", no_argument, nullptr, kHelp},
         {"version", no_argument, nullptr, kVersion},
@@ -295,6 +309,23 @@ std::string parse(int argc, char **argv, Options &out)
                        "' is not a number between 1 and 16";
             out.max_request_queues = unsigned(v);
             break;
+        case kReconnect:
+            out.reconnect = true;
+            break;
+        case kQmpSocket:
+            if (!*optarg || strlen(optarg) >= 108)
+                return std::string("--qmp-socket: '") + optarg +
+                       "' is not a UNIX socket path (1..107 bytes)";
+            out.qmp_socket = optarg;
+            break;
+        case kQmpDevice:
+            // QEMU ids: a letter, then letters, digits, '-', '.', '_'.
+            if (!*optarg || strlen(optarg) > 64 || !isalpha((unsigned char)optarg[0]) ||
+                strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                               "0123456789-._") != strlen(optarg))
+                return std::string("--qmp-device: '") + optarg + "' is not a QEMU device id";
+            out.qmp_device = optarg;
+            break;
         case kPrintCaps:
             out.print_capabilities = true;
             return "";
@@ -330,6 +361,13 @@ std::string parse(int argc, char **argv, Options &out)
         return "--transport is for a mount (--mountpoint); vhost-user has its own queues";
     if (out.mountpoint.empty() && !out.vhost())
         return "--mountpoint MNT is required (or --socket-path SOCK for a VM)";
+    if (!out.vhost() && (out.reconnect || !out.qmp_socket.empty() || !out.qmp_device.empty()))
+        return "--reconnect, --qmp-socket and --qmp-device are for vhost-user mode "
+               "(--socket-path/--fd)";
+    if (out.qmp_socket.empty() != out.qmp_device.empty())
+        return "--qmp-socket and --qmp-device go together";
+    if (!out.qmp_socket.empty())
+        out.reconnect = true;
     return "";
 }
 

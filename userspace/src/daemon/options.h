@@ -40,6 +40,13 @@ struct Options {
     std::string seccomp = "kill";      // kill | log | trap | none
     std::string tag;                   // virtio-fs tag (GET_CONFIG), optional
     unsigned max_request_queues = 16;
+    // After the front-end disconnects, keep everything and serve the next
+    // one (the guest re-sends what it had in flight, without a new INIT).
+    bool reconnect = false;
+    // The VM's QMP socket and our device's id in it: holdfastd re-plugs the
+    // device itself after a restart or a disconnect (Documentation/vhost-user.rst).
+    std::string qmp_socket;
+    std::string qmp_device;
     bool print_capabilities = false;
     bool vhost() const { return !socket_path.empty() || listen_fd >= 0; }
     bool help = false;

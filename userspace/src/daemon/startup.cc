@@ -3,10 +3,13 @@
 
 #include "daemon/init_record.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <stdexcept>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 namespace holdfast::daemon {
 
@@ -34,6 +37,16 @@ void raise_fd_limit() {
         return;
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+bool check_shared_dir(const std::string &dir) {
+    struct stat st;
+    errno = 0;
+    if (stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+        return true;
+    fprintf(stderr, "holdfastd: --shared-dir '%s': %s\n", dir.c_str(),
+            errno ? strerror(errno) : "not a directory");
+    return false;
 }
 
 Fd take_named(std::vector<fdstore::NamedFd> &fds, const std::string &name) {

@@ -24,6 +24,9 @@ long long mono_ns();
 // far as we may.
 void raise_fd_limit();
 
+// True if `dir` is a directory; else prints why (for --shared-dir).
+bool check_shared_dir(const std::string &dir);
+
 // Removes the fd stored under `name` from `fds` and returns it (empty Fd
 // if there is none).
 Fd take_named(std::vector<fdstore::NamedFd> &fds, const std::string &name);

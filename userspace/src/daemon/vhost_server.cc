@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "daemon/vhost_server.h"
 
+#include "daemon/init_record.h"
+#include "daemon/replug_agent.h"
 #include "daemon/sandbox.h"
+#include "daemon/startup.h"
+#include "fdstore/client.h"
+#include "fdstore/protocol.h"
 #include "fs/passthrough.h"
 #include "fuse/abi.h"
 #include "fuse/engine.h"
@@ -18,6 +23,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -36,8 +42,7 @@
 
 namespace holdfast::daemon {
 
-const char *vhost_capabilities_json()
-{
+const char *vhost_capabilities_json() {
     // "separate-options": we take virtiofsd's --shared-dir/--cache/...
     // spelling rather than "-o source=...".
     return "{\n  \"type\": \"fs\",\n  \"features\": [\n    \"separate-options\"\n  ]\n}\n";
@@ -50,8 +55,7 @@ struct FreeDeleter {
 };
 using Buffer = std::unique_ptr<std::byte, FreeDeleter>;
 
-Buffer alloc_buffer(size_t n)
-{
+Buffer alloc_buffer(size_t n) {
     void *p = nullptr;
     if (posix_memalign(&p, 4096, n) != 0)
         throw std::bad_alloc();
@@ -59,8 +63,7 @@ Buffer alloc_buffer(size_t n)
 }
 
 // Copies up to `n` bytes out of guest memory.
-size_t gather(const std::vector<iovec> &iov, std::byte *dst, size_t n)
-{
+size_t gather(const std::vector<iovec> &iov, std::byte *dst, size_t n) {
     size_t done = 0;
     for (const iovec &v : iov) {
         if (done == n)
@@ -73,8 +76,8 @@ size_t gather(const std::vector<iovec> &iov, std::byte *dst, size_t n)
 }
 
 // Writes `parts` into guest memory, in order; returns bytes written.
-size_t scatter(const std::vector<iovec> &iov, std::initializer_list<std::span<const std::byte>> parts)
-{
+size_t scatter(const std::vector<iovec> &iov,
+               std::initializer_list<std::span<const std::byte>> parts) {
     size_t vi = 0, voff = 0, total = 0;
     for (auto p : parts) {
         size_t off = 0;
@@ -96,8 +99,7 @@ size_t scatter(const std::vector<iovec> &iov, std::initializer_list<std::span<co
 
 // One queue worker: pops requests, runs them through the engine, writes
 // the reply into the chain's writable buffers.
-void queue_worker(vhost::Virtqueue &vq, fuse::Engine &engine, std::atomic<unsigned> &running)
-{
+void queue_worker(vhost::Virtqueue &vq, fuse::Engine &engine, std::atomic<unsigned> &running) {
     const size_t in_size = engine.request_buffer_size();
     const size_t out_size = engine.reply_payload_size();
     Buffer in = alloc_buffer(in_size);
@@ -113,8 +115,8 @@ void queue_worker(vhost::Virtqueue &vq, fuse::Engine &engine, std::atomic<unsign
                 gather(c.in, reinterpret_cast<std::byte *>(&ih), sizeof(ih));
                 fuse_out_header oh{sizeof(fuse_out_header), -EIO, ih.unique};
                 written = uint32_t(scatter(
-                    c.out, {std::span<const std::byte>(reinterpret_cast<std::byte *>(&oh),
-                                                        sizeof(oh))}));
+                    c.out,
+                    {std::span<const std::byte>(reinterpret_cast<std::byte *>(&oh), sizeof(oh))}));
             }
             LOG_WARN("vq %u: request of %llu bytes refused", vq.index(),
                      (unsigned long long)c.in_bytes);
@@ -130,9 +132,9 @@ void queue_worker(vhost::Virtqueue &vq, fuse::Engine &engine, std::atomic<unsign
                              oh.len, (unsigned long long)c.out_bytes);
                     oh = {sizeof(fuse_out_header), -EIO, oh.unique};
                     if (c.out_bytes >= sizeof(oh))
-                        written = uint32_t(scatter(
-                            c.out, {std::span<const std::byte>(
-                                       reinterpret_cast<std::byte *>(&oh), sizeof(oh))}));
+                        written = uint32_t(
+                            scatter(c.out, {std::span<const std::byte>(
+                                               reinterpret_cast<std::byte *>(&oh), sizeof(oh))}));
                 } else {
                     written = uint32_t(scatter(
                         c.out,
@@ -154,23 +156,26 @@ struct Listener {
     Fd dir;
     std::string name;
 
-    void unlink_path()
-    {
+    void unlink_path() {
         if (dir && !name.empty())
             unlinkat(dir.get(), name.c_str(), 0);
         name.clear();
     }
 };
 
-Listener listen_on(const std::string &path)
-{
-    Listener l;
+// The directory fd and name the path is removed by at the end.
+void locate(Listener &l, const std::string &path) {
     size_t slash = path.rfind('/');
     std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
     l.name = slash == std::string::npos ? path : path.substr(slash + 1);
     l.dir.reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!l.dir)
         throw std::runtime_error("--socket-path: directory '" + dir + "': " + strerror(errno));
+}
+
+Listener listen_on(const std::string &path) {
+    Listener l;
+    locate(l, path);
     struct stat st;
     if (fstatat(l.dir.get(), l.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
         // A socket left by a previous run goes; anything else stays.
@@ -188,120 +193,23 @@ Listener listen_on(const std::string &path)
     std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
     if (bind(l.fd.get(), reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) < 0)
         throw std::runtime_error("bind " + path + ": " + strerror(errno));
-    if (listen(l.fd.get(), 1) < 0)
+    if (listen(l.fd.get(), 4) < 0)
         throw std::runtime_error(std::string("listen: ") + strerror(errno));
     return l;
 }
 
-} // namespace
+// Why serve_connection() returned.
+enum class Ended { disconnected, dropped, signal };
 
-int serve_vhost(const Options &o)
-{
-    struct stat st;
-    if (stat(o.fs.shared_dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "holdfastd: --shared-dir '%s': %s\n", o.fs.shared_dir.c_str(),
-                errno ? strerror(errno) : "not a directory");
-        return 1;
-    }
+struct Served {
+    uint64_t requests = 0, bad_chains = 0;
+};
 
-    // Signals arrive through a signalfd; no thread ever takes them.
-    sigset_t set;
-    sigemptyset(&set);
-    for (int s : {SIGTERM, SIGINT, SIGHUP})
-        sigaddset(&set, s);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    signal(SIGPIPE, SIG_IGN);
-    Fd sigfd(signalfd(-1, &set, SFD_CLOEXEC));
-    umask(0);
-
-    Listener lis;
-    if (o.listen_fd >= 0) {
-        lis.fd.reset(o.listen_fd);
-        fcntl(o.listen_fd, F_SETFD, FD_CLOEXEC);
-    } else {
-        lis = listen_on(o.socket_path);
-    }
-
-    // Guest pids mean nothing here; guest uids/gids are used as they are.
-    Options opts = o;
-    opts.fs.host_pids = false;
-    // The guest checks permissions itself (default_permissions) with the
-    // caller's supplementary groups, which we never see: run as the caller
-    // only where it decides ownership, like virtiofsd.
-    opts.fs.creds = fs::CredsPolicy::create_only;
-    // Record locks stay in the guest, as with virtiofsd: a lock wait served
-    // here would hold a queue thread (one per request queue) until the lock
-    // is free, and the unlock that frees it would wait behind it on that
-    // queue: a guest could wedge its own file system with two flock()s.
-    // Not negotiating FUSE_POSIX_LOCKS/FUSE_FLOCK_LOCKS makes the guest
-    // kernel lock locally, which is exact for the one guest a device serves.
-    opts.fs.posix_locks = false;
-    opts.fs.flock = false;
-    state::Region region = state::Region::create({o.max_inodes, o.max_handles, 1024});
-    state::InodeTable inodes(region);
-    state::HandleTable handles(region);
-    state::Journal journal(region);
-    fs::Recovery rec;
-    rec.journal = &journal;
-    fs::Passthrough pfs(opts.fs, inodes, handles, rec);
-    pfs.start_fresh();
-    fuse::Engine engine(pfs, {});
-
-    // Everything the server needs from the host is open: lock ourselves in.
-    // (Single-threaded still: unshare(CLONE_NEWNS) insists.)
-    std::string e = enter_sandbox(o.sandbox, o.fs.shared_dir);
-    if (!e.empty()) {
-        fprintf(stderr, "holdfastd: sandbox '%s': %s\n", o.sandbox.c_str(), e.c_str());
-        lis.unlink_path();
-        return 1;
-    }
-    if (o.sandbox != "none") {
-        e = install_seccomp(o.seccomp);
-        if (!e.empty()) {
-            fprintf(stderr, "holdfastd: %s\n", e.c_str());
-            lis.unlink_path();
-            return 1;
-        }
-    }
-    LOG_INFO("vhost-user-fs: serving %s on %s (sandbox %s, seccomp %s, cache=%s%s%s)",
-             o.fs.shared_dir.c_str(), o.socket_path.empty() ? "--fd" : o.socket_path.c_str(),
-             o.sandbox.c_str(), o.sandbox == "none" ? "none" : o.seccomp.c_str(),
-             fs::cache_mode_name(o.fs.cache), o.fs.writeback ? ", writeback" : "",
-             o.fs.xattr ? ", xattr" : "");
-    if (o.ready_fd >= 0) {
-        if (write(o.ready_fd, "ready\n", 6) < 0)
-            LOG_WARN("--ready-fd %d: %s", o.ready_fd, strerror(errno));
-        close(o.ready_fd);
-    }
-
-    // One front-end.
-    Fd conn;
-    for (;;) {
-        pollfd p[2] = {{lis.fd.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            LOG_ERR("poll: %s", strerror(errno));
-            lis.unlink_path();
-            return 1;
-        }
-        if (p[1].revents & POLLIN) {
-            signalfd_siginfo si;
-            (void)!read(sigfd.get(), &si, sizeof(si));
-            LOG_INFO("%s before a front-end connected: exiting", strsignal(int(si.ssi_signo)));
-            lis.unlink_path();
-            return 0;
-        }
-        if (p[0].revents & POLLIN) {
-            conn.reset(accept4(lis.fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
-            if (conn)
-                break;
-        }
-    }
-    lis.fd.reset();
-    lis.unlink_path();
-    LOG_INFO("front-end connected");
-
+// Serves one front-end connection until it goes away or a stop signal.
+// The workers are stopped and gone when it returns, unless `stuck` is set:
+// then some are still busy in the host filesystem and must be left behind.
+Ended serve_connection(const Options &o, Fd conn, int sigfd, fuse::Engine &engine, Served &total,
+                       bool &stuck, int &signo) {
     vhost::BackendConfig cfg;
     cfg.max_queues = 1 + o.max_request_queues;
     vhost::Backend backend(cfg);
@@ -323,22 +231,24 @@ int serve_vhost(const Options &o)
         LOG_DBG("vq %u: %u workers", qi, n);
     };
 
-    int status = 0;
+    Ended how = Ended::disconnected;
     std::vector<uint8_t> payload;
     std::vector<int> fds;
     for (;;) {
-        pollfd p[2] = {{conn.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
+        pollfd p[2] = {{conn.get(), POLLIN, 0}, {sigfd, POLLIN, 0}};
         if (poll(p, 2, -1) < 0) {
             if (errno == EINTR)
                 continue;
             LOG_ERR("poll: %s", strerror(errno));
-            status = 1;
+            how = Ended::dropped;
             break;
         }
         if (p[1].revents & POLLIN) {
             signalfd_siginfo si;
-            (void)!read(sigfd.get(), &si, sizeof(si));
-            LOG_INFO("%s: stopping", strsignal(int(si.ssi_signo)));
+            (void)!read(sigfd, &si, sizeof(si));
+            signo = int(si.ssi_signo);
+            LOG_INFO("%s: stopping", strsignal(signo));
+            how = Ended::signal;
             break;
         }
         if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -352,7 +262,7 @@ int serve_vhost(const Options &o)
         }
         if (r < 0) {
             LOG_ERR("vhost-user: %s; dropping the connection", err.c_str());
-            status = 1;
+            how = Ended::dropped;
             break;
         }
         vhost::Message m;
@@ -364,40 +274,58 @@ int serve_vhost(const Options &o)
             if (fd >= 0)
                 close(fd);
         if (!err.empty()) {
-            LOG_ERR("vhost-user %s: %s; dropping the connection",
-                    vhost::request_name(hdr.request), err.c_str());
-            status = 1;
+            LOG_ERR("vhost-user %s: %s; dropping the connection", vhost::request_name(hdr.request),
+                    err.c_str());
+            how = Ended::dropped;
             break;
         }
         if (!resp.bytes.empty() && !vhost::send_message(conn.get(), resp.bytes, resp.fd, err)) {
             LOG_ERR("vhost-user reply: %s", err.c_str());
-            status = 1;
+            how = Ended::dropped;
             break;
         }
     }
+    conn.reset();
 
+    // Replies still being computed go nowhere: the guest re-sends those
+    // requests to the next device (FUSE_UNIQUE_RESEND) and the journal
+    // answers the ones that already happened.
     backend.shutdown();
-    // A worker blocked in the host filesystem (a lock wait) cannot be
-    // joined; give them a moment, then leave without waiting.
-    for (int i = 0; i < 200 && running.load(std::memory_order_acquire); i++)
+    // A worker blocked in the host filesystem cannot be joined; give them
+    // a moment (longer when we mean to go on: a worker left behind would
+    // race its own resend).
+    const int waits = how == Ended::signal || !o.reconnect ? 200 : 3000;
+    for (int i = 0; i < waits && running.load(std::memory_order_acquire); i++)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    uint64_t served = 0, bad = 0;
     std::string by_queue;
     for (unsigned i = 0; i < backend.max_queues(); i++) {
-        served += backend.queue(i).served();
-        bad += backend.queue(i).bad_chains();
+        total.requests += backend.queue(i).served();
+        total.bad_chains += backend.queue(i).bad_chains();
         if (backend.queue(i).served())
             by_queue += " vq" + std::to_string(i) + "=" + std::to_string(backend.queue(i).served());
     }
     if (!by_queue.empty())
         LOG_INFO("requests by queue:%s", by_queue.c_str());
+    stuck = running.load(std::memory_order_acquire) != 0;
+    if (stuck) {
+        LOG_WARN("%u workers still busy in the host filesystem", running.load());
+        // They reference the backend's queues: never destroy it under them.
+        fflush(nullptr);
+        _exit(how == Ended::signal ? 0 : 1);
+    }
+    for (auto &t : threads)
+        t.join();
+    return how;
+}
+
+void log_totals(const fuse::Engine &engine, const Served &total) {
     const auto &stats = engine.stats();
     rusage ru{};
     getrusage(RUSAGE_SELF, &ru);
-    LOG_INFO("served %llu requests (%llu refused chains, %llu malformed requests), "
+    LOG_INFO("served %llu requests (%llu refused chains, %llu malformed requests, %llu resent), "
              "cpu %.2f s user + %.2f s system",
-             (unsigned long long)served, (unsigned long long)bad,
-             (unsigned long long)stats.malformed.load(),
+             (unsigned long long)total.requests, (unsigned long long)total.bad_chains,
+             (unsigned long long)stats.malformed.load(), (unsigned long long)stats.resent.load(),
              double(ru.ru_utime.tv_sec) + ru.ru_utime.tv_usec / 1e6,
              double(ru.ru_stime.tv_sec) + ru.ru_stime.tv_usec / 1e6);
     std::string ops;
@@ -409,14 +337,244 @@ int serve_vhost(const Options &o)
         ops += " " + std::string(name ? name : "OP") + "=" + std::to_string(n);
     }
     LOG_INFO("requests by opcode:%s", ops.c_str());
-    if (running.load(std::memory_order_acquire)) {
-        LOG_WARN("%u workers still busy in the host filesystem; exiting without them",
-                 running.load());
-        fflush(nullptr);
-        _exit(status);
+}
+
+// The path QEMU is to connect a new chardev to: --socket-path, or what the
+// socket passed with --fd is bound to.
+std::string bound_path(const Options &o, int fd) {
+    if (!o.socket_path.empty())
+        return o.socket_path;
+    sockaddr_un sa{};
+    socklen_t len = sizeof(sa);
+    if (getsockname(fd, reinterpret_cast<sockaddr *>(&sa), &len) < 0 ||
+        len <= offsetof(sockaddr_un, sun_path) || sa.sun_path[0] == 0)
+        return "";
+    return std::string(sa.sun_path, strnlen(sa.sun_path, len - offsetof(sockaddr_un, sun_path)));
+}
+
+} // namespace
+
+int serve_vhost(const Options &o) {
+    const long long t_start = mono_ns();
+    raise_fd_limit();
+    if (!check_shared_dir(o.fs.shared_dir))
+        return 1;
+
+    // Signals arrive through a signalfd; no thread ever takes them.
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : {SIGTERM, SIGINT, SIGHUP})
+        sigaddset(&set, s);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    Fd sigfd(signalfd(-1, &set, SFD_CLOEXEC));
+    umask(0);
+
+    // Under the fd store a restarted server gets its predecessor's region
+    // and listening socket back (and the fds of inodes it kept).
+    auto stored = fdstore::take_listen_fds();
+    fdstore::Notifier notifier;
+    unsigned restarts = 0;
+    if (const char *r = getenv("HOLDFAST_RESTARTS"))
+        restarts = unsigned(atoi(r));
+    const size_t stored_fds = stored.size();
+    Fd memfd = take_named(stored, "state");
+    Fd stored_listener = take_named(stored, "vhost-listen");
+    const bool recovering = bool(memfd);
+    if (!recovering && o.recovery && !notifier.available())
+        LOG_WARN("no fd store: a crash of this process will take the VM's file system down");
+
+    Listener lis;
+    if (stored_listener) {
+        // Still listening: a front-end that connected while we were dead
+        // waits in its backlog.
+        lis.fd = std::move(stored_listener);
+        if (!o.socket_path.empty())
+            locate(lis, o.socket_path);
+    } else if (o.listen_fd >= 0 && !recovering) {
+        lis.fd.reset(o.listen_fd);
+        fcntl(o.listen_fd, F_SETFD, FD_CLOEXEC);
+    } else if (!o.socket_path.empty()) {
+        lis = listen_on(o.socket_path);
+    } else {
+        fprintf(stderr, "holdfastd: the fd store holds a state region but no listening socket\n");
+        return fdstore::kExitNoRestart;
     }
-    for (auto &t : threads)
-        t.join();
+
+    // Guest pids mean nothing here; guest uids/gids are used as they are.
+    Options opts = o;
+    opts.fs.host_pids = false;
+    // The guest checks permissions itself (default_permissions) with the
+    // caller's supplementary groups, which we never see: run as the caller
+    // only where it decides ownership, like virtiofsd.
+    opts.fs.creds = fs::CredsPolicy::create_only;
+    // Record locks stay in the guest, as with virtiofsd: a lock wait served
+    // here would hold a queue thread (one per request queue) until the lock
+    // is free, and the unlock that frees it would wait behind it on that
+    // queue: a guest could wedge its own file system with two flock()s.
+    // Not negotiating FUSE_POSIX_LOCKS/FUSE_FLOCK_LOCKS makes the guest
+    // kernel lock locally, which is exact for the one guest a device serves.
+    opts.fs.posix_locks = false;
+    opts.fs.flock = false;
+    std::optional<state::Region> region;
+    uint64_t generation = 1;
+    if (recovering) {
+        if (!attach_region(std::move(memfd), region, generation))
+            return fdstore::kExitNoRestart;
+    } else {
+        region.emplace(state::Region::create({o.max_inodes, o.max_handles, 1024}));
+    }
+    state::InodeTable inodes(*region);
+    state::HandleTable handles(*region);
+    state::Journal journal(*region);
+    // The journal is on even without the fd store: a guest re-sends what
+    // it had in flight to the next device, which this process may serve.
+    fs::Recovery rec;
+    rec.journal = &journal;
+    if (o.recovery && notifier.available())
+        rec.store = &notifier;
+    fs::Passthrough pfs(opts.fs, inodes, handles, rec);
+    fuse::Engine engine(pfs, {});
+    size_t journal_records = 0;
+    if (recovering) {
+        journal_records = journal.load_previous();
+        if (!recover_tables(pfs, engine, *region, std::move(stored)))
+            return fdstore::kExitNoRestart;
+    } else {
+        pfs.start_fresh();
+        if (rec.store) {
+            rec.store->store("state", region->memfd());
+            rec.store->store("vhost-listen", lis.fd.get());
+        }
+    }
+    engine.set_on_init([&](const fuse::Negotiated &n) { persist_init(region->header(), n); });
+
+    // QMP needs a socket the sandbox will not let us open: a helper process
+    // forked now, before the sandbox, does it on our request.
+    std::optional<ReplugAgent> agent;
+    if (!o.qmp_socket.empty()) {
+        std::string path = bound_path(o, lis.fd.get());
+        if (path.empty()) {
+            fprintf(stderr, "holdfastd: --qmp-socket: cannot tell which path the listening "
+                            "socket is bound to (QEMU connects a new chardev there)\n");
+            return 1;
+        }
+        agent.emplace(ReplugAgent::start(o.qmp_socket, o.qmp_device, path));
+    }
+
+    // Everything the server needs from the host is open: lock ourselves in.
+    // (Single-threaded still: unshare(CLONE_NEWNS) insists.)
+    std::string e = enter_sandbox(o.sandbox, o.fs.shared_dir);
+    if (!e.empty()) {
+        fprintf(stderr, "holdfastd: sandbox '%s': %s\n", o.sandbox.c_str(), e.c_str());
+        lis.unlink_path();
+        return 1;
+    }
+    if (o.sandbox != "none") {
+        e = install_seccomp(o.seccomp);
+        if (!e.empty()) {
+            fprintf(stderr, "holdfastd: %s\n", e.c_str());
+            lis.unlink_path();
+            return 1;
+        }
+    }
+    if (recovering) {
+        const auto &n = engine.negotiated();
+        LOG_INFO("recovered %s: generation %llu, %zu inodes, %zu handles, %zu journal records, "
+                 "%zu stored fds, INIT %s, attach %.2f ms (restart %u)",
+                 o.fs.shared_dir.c_str(), (unsigned long long)generation, inodes.live(),
+                 handles.live(), journal_records, stored_fds,
+                 n.done ? ("7." + std::to_string(n.minor)).c_str() : "not yet",
+                 double(mono_ns() - t_start) / 1e6, restarts);
+    }
+    LOG_INFO("vhost-user-fs: serving %s on %s (sandbox %s, seccomp %s, cache=%s%s%s%s%s)",
+             o.fs.shared_dir.c_str(), o.socket_path.empty() ? "--fd" : o.socket_path.c_str(),
+             o.sandbox.c_str(), o.sandbox == "none" ? "none" : o.seccomp.c_str(),
+             fs::cache_mode_name(o.fs.cache), o.fs.writeback ? ", writeback" : "",
+             o.fs.xattr ? ", xattr" : "", rec.store ? ", crash recovery on" : "",
+             o.reconnect ? ", reconnect" : "");
+    if (notifier.available())
+        notifier.send("READY=1\nSTATUS=serving " + o.fs.shared_dir + "\n");
+    // The ready fd is for whoever started the very first server; a
+    // restarted one may find a stored fd at that number.
+    if (o.ready_fd >= 0 && !recovering && restarts == 0) {
+        if (write(o.ready_fd, "ready\n", 6) < 0)
+            LOG_WARN("--ready-fd %d: %s", o.ready_fd, strerror(errno));
+        close(o.ready_fd);
+    }
+
+    // The device QEMU has is dead with our predecessor's connection: have
+    // it replaced by one connected to us.
+    if (agent && recovering)
+        agent->request();
+
+    Served total;
+    int status = 0;
+    unsigned connections = 0;
+    for (;;) {
+        // Wait for a front-end (or the agent's verdict, or a signal).
+        Fd conn;
+        bool stop = false;
+        while (!conn && !stop) {
+            pollfd p[3] = {{lis.fd.get(), POLLIN, 0},
+                           {sigfd.get(), POLLIN, 0},
+                           {agent ? agent->fd() : -1, POLLIN, 0}};
+            if (poll(p, 3, -1) < 0) {
+                if (errno == EINTR)
+                    continue;
+                LOG_ERR("poll: %s", strerror(errno));
+                status = 1;
+                stop = true;
+                break;
+            }
+            if (p[1].revents & POLLIN) {
+                signalfd_siginfo si;
+                (void)!read(sigfd.get(), &si, sizeof(si));
+                LOG_INFO("%s while waiting for a front-end: exiting", strsignal(int(si.ssi_signo)));
+                stop = true;
+                break;
+            }
+            if (p[2].revents) {
+                vmm::ReplugResult r = agent->result();
+                if (r.status == vmm::ReplugStatus::qemu_gone) {
+                    LOG_INFO("QEMU is gone (%s): exiting", r.message.c_str());
+                    stop = true;
+                    break;
+                }
+            }
+            if (p[0].revents & POLLIN)
+                conn.reset(accept4(lis.fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        }
+        if (stop)
+            break;
+        connections++;
+        LOG_INFO("front-end connected%s", connections > 1 || recovering
+                                              ? " (a new device: serving the guest's FUSE "
+                                                "connection as it was)"
+                                              : "");
+        bool stuck = false;
+        int signo = 0;
+        Ended how = serve_connection(o, std::move(conn), sigfd.get(), engine, total, stuck, signo);
+        if (how == Ended::signal)
+            break;
+        if (!o.reconnect) {
+            // Like virtiofsd: the front-end went away, and so do we.
+            status = how == Ended::dropped ? 1 : 0;
+            break;
+        }
+        // What the workers finished since is in the journal now: resends of
+        // those requests are answered from it, not executed twice.
+        size_t n = journal.load_previous();
+        LOG_INFO("waiting for the next front-end on %s (%zu journal records for resent requests)",
+                 o.socket_path.empty() ? "--fd" : o.socket_path.c_str(), n);
+        if (agent)
+            agent->request();
+    }
+
+    lis.unlink_path();
+    log_totals(engine, total);
+    if (notifier.available())
+        notifier.send("STOPPING=1\n");
     return status;
 }
 

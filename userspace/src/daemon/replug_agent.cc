@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "daemon/replug_agent.h"
+
+#include "util/log.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <stdexcept>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace holdfast::daemon {
+
+namespace {
+
+// The agent: one request byte in, one result (status byte + message) out.
+[[noreturn]] void agent_main(int sock, const std::string &qmp, const std::string &device,
+                             const std::string &path) {
+    vmm::ReplugOptions ro;
+    ro.device = device;
+    ro.socket_path = path;
+    ro.log = [](const std::string &s) { LOG_INFO("qmp: %s", s.c_str()); };
+    for (;;) {
+        char req;
+        ssize_t n = recv(sock, &req, 1, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            _exit(0); // the server closed its end: it is stopping
+        LOG_INFO("qmp: re-plugging device %s through %s", device.c_str(), qmp.c_str());
+        vmm::ReplugResult r = vmm::replug_at(qmp, ro);
+        std::string msg(1, char('0' + int(r.status)));
+        msg += r.message.substr(0, 4000);
+        if (send(sock, msg.data(), msg.size(), MSG_NOSIGNAL) < 0)
+            _exit(0);
+    }
+}
+
+} // namespace
+
+ReplugAgent ReplugAgent::start(const std::string &qmp_socket, const std::string &device,
+                               const std::string &socket_path) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        throw std::runtime_error(std::string("socketpair: ") + strerror(errno));
+    const pid_t parent = getpid();
+    fflush(nullptr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(sv[0]);
+        close(sv[1]);
+        throw std::runtime_error(std::string("fork: ") + strerror(e));
+    }
+    if (pid == 0) {
+        // Dies with the server (the fd store restarts the server, whose new
+        // agent takes over), holds none of its fds (not the region, not the
+        // listening socket: those must go when the server goes).
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(0);
+        int s = sv[1];
+        if (s != 3) {
+            dup3(s, 3, O_CLOEXEC);
+            s = 3;
+        }
+        close_range(4, ~0U, 0);
+        sigset_t all;
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, nullptr);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_IGN); // a ^C reaches the server, which closes our socket
+        agent_main(s, qmp_socket, device, socket_path);
+    }
+    close(sv[1]);
+    ReplugAgent a;
+    a.sock_.reset(sv[0]);
+    a.pid_ = pid;
+    LOG_DBG("qmp agent: pid %d", int(pid));
+    return a;
+}
+
+ReplugAgent::~ReplugAgent() {
+    if (pid_ <= 0)
+        return;
+    sock_.reset(); // EOF: the agent exits
+    // Not waiting long: the agent may be in the middle of a QMP command.
+    for (int i = 0; i < 50; i++) {
+        if (waitpid(pid_, nullptr, WNOHANG) == pid_)
+            return;
+        usleep(10000);
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+}
+
+void ReplugAgent::request() {
+    char c = 'R';
+    if (send(sock_.get(), &c, 1, MSG_NOSIGNAL) < 0)
+        LOG_ERR("qmp agent: %s", strerror(errno));
+}
+
+vmm::ReplugResult ReplugAgent::result() {
+    char buf[4096];
+    ssize_t n = recv(sock_.get(), buf, sizeof(buf), 0);
+    vmm::ReplugResult r;
+    if (n <= 0) {
+        // The agent died: QMP cannot be reached any more.
+        r.status = vmm::ReplugStatus::failed;
+        r.message = "the QMP agent exited";
+        LOG_ERR("qmp: %s", r.message.c_str());
+        sock_.reset();
+        return r;
+    }
+    int st = buf[0] - '0';
+    r.status = st >= 0 && st <= int(vmm::ReplugStatus::failed) ? vmm::ReplugStatus(st)
+                                                               : vmm::ReplugStatus::failed;
+    r.message.assign(buf + 1, size_t(n - 1));
+    if (r.status == vmm::ReplugStatus::ok)
+        LOG_INFO("qmp: %s", r.message.c_str());
+    else if (r.status == vmm::ReplugStatus::failed)
+        LOG_ERR("qmp: re-plug failed: %s", r.message.c_str());
+    else
+        LOG_WARN("qmp: %s: %s", vmm::replug_status_name(r.status), r.message.c_str());
+    return r;
+}
+
+} // namespace holdfast::daemon

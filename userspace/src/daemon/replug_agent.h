@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: GPL-2.0
+// The process that talks QMP for a sandboxed vhost-user server.  The
+// sandbox leaves the server no way to open a socket (no socket/connect in
+// its seccomp filter, no host paths in its mount namespace), so a child
+// forked before the sandbox does the re-plug on request.  It holds only
+// its end of a socketpair, can do exactly one thing (re-plug the one
+// device it was given), and dies with the server (PR_SET_PDEATHSIG).
+#pragma once
+
+#include "util/fd.h"
+#include "vmm/qmp.h"
+
+#include <optional>
+#include <string>
+#include <sys/types.h>
+
+namespace holdfast::daemon {
+
+class ReplugAgent {
+  public:
+    // Forks the agent.  Call while single-threaded.  Throws on failure.
+    static ReplugAgent start(const std::string &qmp_socket, const std::string &device,
+                             const std::string &socket_path);
+    ReplugAgent(ReplugAgent &&o) noexcept : sock_(std::move(o.sock_)), pid_(o.pid_) { o.pid_ = -1; }
+    ReplugAgent &operator=(ReplugAgent &&) = delete;
+    ~ReplugAgent();
+
+    // Asks for a re-plug; the result becomes readable on fd().
+    void request();
+    int fd() const { return sock_.get(); }
+    // Reads the result of the last request (fd() is readable) and logs it.
+    vmm::ReplugResult result();
+
+  private:
+    ReplugAgent() = default;
+    Fd sock_;
+    pid_t pid_ = -1;
+};
+
+} // namespace holdfast::daemon
