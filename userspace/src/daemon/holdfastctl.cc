@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 // holdfastctl: talks to a running holdfastd through its control socket.
 #include "util/control.h"
+#include "vmm/qmp.h"
 
 #include <chrono>
 #include <cstdio>
@@ -19,9 +20,61 @@ static int usage(FILE *f, int rc)
           "                                       (PATH: a new holdfastd binary)\n"
           "  stall MOUNTPOINT OPCODE before|mid|after [COUNT]\n"
           "                                       fault injection (--fault-injection only)\n"
-          "  unstall MOUNTPOINT                   release stalled requests\n",
+          "  unstall MOUNTPOINT                   release stalled requests\n"
+          "\n"
+          "Usage: holdfastctl vm-reconnect --qmp QMP --device ID --socket SOCK [--timeout S]\n"
+          "\n"
+          "  vm-reconnect                         replace the VM's vhost-user-fs-pci device ID\n"
+          "                                       (its back-end died) by an identical one\n"
+          "                                       connected to SOCK, through QEMU's QMP socket\n"
+          "                                       QMP; holdfastd must be listening on SOCK.\n"
+          "                                       --timeout: how long the guest may take to\n"
+          "                                       release the old device (default 10 s)\n",
           f);
     return rc;
+}
+
+// holdfastctl vm-reconnect: what holdfastd --qmp-socket does by itself,
+// for VM managers that own the QMP socket (and run holdfastd without it).
+static int vm_reconnect(int argc, char **argv)
+{
+    std::string qmp;
+    vmm::ReplugOptions o;
+    for (int i = 2; i < argc; i++) {
+        std::string a = argv[i];
+        if (i + 1 >= argc) {
+            fprintf(stderr, "holdfastctl: %s needs an argument\n", a.c_str());
+            return 2;
+        }
+        std::string v = argv[++i];
+        if (a == "--qmp") {
+            qmp = v;
+        } else if (a == "--device") {
+            o.device = v;
+        } else if (a == "--socket") {
+            o.socket_path = v;
+        } else if (a == "--timeout") {
+            char *end = nullptr;
+            double s = strtod(v.c_str(), &end);
+            if (!end || *end || !(s > 0 && s <= 3600)) {
+                fprintf(stderr, "holdfastctl: --timeout '%s' is not 0..3600 seconds\n", v.c_str());
+                return 2;
+            }
+            o.delete_timeout_ms = int(s * 1000);
+        } else {
+            fprintf(stderr, "holdfastctl: vm-reconnect: unknown option '%s'\n", a.c_str());
+            return 2;
+        }
+    }
+    if (qmp.empty() || o.device.empty() || o.socket_path.empty()) {
+        fprintf(stderr, "holdfastctl: vm-reconnect needs --qmp, --device and --socket\n");
+        return 2;
+    }
+    o.log = [](const std::string &s) { fprintf(stderr, "holdfastctl: %s\n", s.c_str()); };
+    vmm::ReplugResult r = vmm::replug_at(qmp, o);
+    printf("{\"status\":\"%s\",\"message\":%s}\n", vmm::replug_status_name(r.status),
+           vmm::json::quote(r.message).c_str());
+    return r.status == vmm::ReplugStatus::ok ? 0 : 1;
 }
 
 static long field_long(const std::string &json, const char *key)
@@ -35,6 +88,8 @@ int main(int argc, char **argv)
 {
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
         return usage(stdout, 0);
+    if (argc >= 2 && !strcmp(argv[1], "vm-reconnect"))
+        return vm_reconnect(argc, argv);
     if (argc < 3)
         return usage(stderr, 2);
     std::string cmd = argv[1], mnt = argv[2];
