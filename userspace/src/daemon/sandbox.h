@@ -7,8 +7,9 @@
 //              path resolves to anything of the host's; the shared
 //              directory is reached only through fds opened before.
 //   chroot     chroot(2) into the shared directory (for hosts where
-//              namespaces are unavailable).  Weaker, and ops that go through
-//              /proc/self/fd paths fail there (see Documentation/vhost-user.rst).
+//              namespaces are unavailable).  Weaker: the shared
+//              directory is the root, so a path-resolution bug reaches all
+//              of it rather than nothing (Documentation/vhost-user.rst).
 //   none       nothing: for debugging.
 //
 // Every mode but none then drops all capabilities except those a

@@ -65,8 +65,9 @@ int Passthrough::setattr(const fuse::Ctx &ctx, const fuse_setattr_in &in, fuse_a
     if (v & FATTR_FH)
         h = handle_for(in.fh, ctx.nodeid);
     const int hfd = h ? h->fd.get() : -1;
-    char path[32];
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", ino->fd.get());
+    // Relative to the /proc/self/fd we opened at start: it resolves in a
+    // chroot sandbox too, where "/proc/self/fd/N" paths do not.
+    const FdName name(ino->fd.get());
 
     CredScope cred(ctx, creds_for(false), opts_.host_pids);
     if (!cred.ok())
@@ -76,7 +77,7 @@ int Passthrough::setattr(const fuse::Ctx &ctx, const fuse_setattr_in &in, fuse_a
         // chmod of a symlink is meaningless on Linux; never follow it.
         if (ino->is_lnk())
             return -EOPNOTSUPP;
-        int r = hfd >= 0 ? fchmod(hfd, in.mode) : chmod(path, in.mode);
+        int r = hfd >= 0 ? fchmod(hfd, in.mode) : fchmodat(proc_self_fd_.get(), name, in.mode, 0);
         if (r < 0)
             return -errno;
     }
@@ -89,7 +90,16 @@ int Passthrough::setattr(const fuse::Ctx &ctx, const fuse_setattr_in &in, fuse_a
     if (v & FATTR_SIZE) {
         if (!ino->is_reg())
             return ino->is_dir() ? -EISDIR : -EINVAL;
-        int r = hfd >= 0 ? ftruncate(hfd, in.size) : truncate(path, in.size);
+        int r;
+        if (hfd >= 0) {
+            r = ftruncate(hfd, in.size);
+        } else {
+            int wfd = reopen_fd(ino->fd.get(), O_WRONLY);
+            if (wfd < 0)
+                return wfd;
+            Fd w(wfd);
+            r = ftruncate(w.get(), in.size);
+        }
         // FATTR_KILL_SUIDGID needs nothing more: the kernel only sets it for
         // callers without CAP_FSETID, and the host kernel clears the bits
         // itself when such a caller (whose identity we run as) truncates.
@@ -120,7 +130,7 @@ int Passthrough::setattr(const fuse::Ctx &ctx, const fuse_setattr_in &in, fuse_a
         else if (ino->is_lnk())
             r = utimensat(ino->fd.get(), "", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
         else
-            r = utimensat(AT_FDCWD, path, ts, 0);
+            r = utimensat(proc_self_fd_.get(), name, ts, 0);
         if (r < 0)
             return -errno;
     }
@@ -143,9 +153,7 @@ int Passthrough::kill_suidgid(int fd) const
         kill |= S_ISGID;
     if (!(st.st_mode & kill))
         return 0;
-    char path[32];
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-    if (chmod(path, st.st_mode & ~kill & 07777) < 0)
+    if (fchmodat(proc_self_fd_.get(), FdName(fd), st.st_mode & ~kill & 07777, 0) < 0)
         return -errno;
     return 0;
 }

@@ -226,11 +226,11 @@ int Passthrough::link(const fuse::Ctx &ctx, uint64_t oldnode, std::string_view n
     WITH_CREDS(ctx);
     // linkat() through the /proc magic link names the inode itself (even a
     // symlink or an O_TMPFILE), without CAP_DAC_READ_SEARCH for AT_EMPTY_PATH.
-    char path[32];
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", ino->fd.get());
+    const FdName name(ino->fd.get());
     return entry_op(ctx, *parent, newname, out, [&] {
-        return linkat(AT_FDCWD, path, parent->fd.get(), n.c_str(), AT_SYMLINK_FOLLOW) < 0 ? -errno
-                                                                                       : 0;
+        return linkat(proc_self_fd_.get(), name, parent->fd.get(), n.c_str(), AT_SYMLINK_FOLLOW) < 0
+                   ? -errno
+                   : 0;
     });
 }
 

@@ -187,9 +187,7 @@ int Passthrough::do_lookup(const Inode &parent, std::string_view name, fuse_entr
 
 int Passthrough::reopen_fd(int fd, int flags) const
 {
-    char name[16];
-    snprintf(name, sizeof(name), "%d", fd);
-    int r = openat(proc_self_fd_.get(), name, (flags & ~O_NOFOLLOW) | O_CLOEXEC);
+    int r = openat(proc_self_fd_.get(), FdName(fd), (flags & ~O_NOFOLLOW) | O_CLOEXEC);
     return r < 0 ? -errno : r;
 }
 
@@ -275,10 +273,8 @@ int Passthrough::access(const fuse::Ctx &ctx, const fuse_access_in &in)
     CredScope cred(ctx, creds_for(false), opts_.host_pids);
     if (!cred.ok())
         return cred.error();
-    char name[16];
-    snprintf(name, sizeof(name), "%d", ino->fd.get());
     // AT_EACCESS: check with the effective ids we just switched to.
-    if (faccessat(proc_self_fd_.get(), name, in.mask, AT_EACCESS) < 0)
+    if (faccessat(proc_self_fd_.get(), FdName(ino->fd.get()), in.mask, AT_EACCESS) < 0)
         return -errno;
     return 0;
 }

@@ -5,12 +5,54 @@
 #include "fs/creds.h"
 #include "fs/passthrough.h"
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sched.h>
 #include <string>
+#include <sys/statfs.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 namespace holdfast::fs {
+
+namespace {
+
+// The xattr system calls take no O_PATH fd (no *xattrat before Linux 6.13),
+// so they name the inode by path.  "/proc/self/fd/N" resolves unless the
+// sandbox chrooted away from /proc; then the name is "N" relative to a cwd
+// of our /proc/self/fd directory, which each thread sets once for itself
+// after unshare(CLONE_FS) so that no thread's cwd moves under another's.
+// Returns "" when neither works.
+const char *xattr_path(int proc_self_fd, int fd, char (&buf)[32])
+{
+    static std::atomic<int> absolute{-1};
+    thread_local bool cwd_is_proc = false;
+
+    int a = absolute.load(std::memory_order_relaxed);
+    if (a < 0) {
+        // procfs, not merely a path that exists: under chroot a guest could
+        // have made "proc/self/fd/N" in the shared directory.
+        struct statfs sf;
+        a = statfs("/proc/self/fd", &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC;
+        absolute.store(a, std::memory_order_relaxed);
+    }
+    if (a) {
+        snprintf(buf, sizeof(buf), "/proc/self/fd/%d", fd);
+        return buf;
+    }
+    if (!cwd_is_proc) {
+        if (unshare(CLONE_FS) < 0 || fchdir(proc_self_fd) < 0)
+            return "";
+        cwd_is_proc = true;
+    }
+    snprintf(buf, sizeof(buf), "%d", fd);
+    return buf;
+}
+
+} // namespace
 
 #define XATTR_INODE(var)                                                                           \
     if (!opts_.xattr)                                                                              \
@@ -18,14 +60,14 @@ namespace holdfast::fs {
     auto var = inodes_.get(ctx.nodeid);                                                            \
     if (!var)                                                                                      \
         return -ESTALE;                                                                            \
-    char path[32];                                                                                 \
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", var->fd.get());                               \
+    char path_buf[32];                                                                             \
+    const char *path = xattr_path(proc_self_fd_.get(), var->fd.get(), path_buf);                   \
     CredScope cred(ctx, creds_for(false), opts_.host_pids);                                        \
     if (!cred.ok())                                                                                \
         return cred.error();
 
-int Passthrough::setxattr(const fuse::Ctx &ctx, const fuse_setxattr_in &in,
-                          std::string_view name, std::span<const std::byte> value)
+int Passthrough::setxattr(const fuse::Ctx &ctx, const fuse_setxattr_in &in, std::string_view name,
+                          std::span<const std::byte> value)
 {
     if (opts_.readonly && opts_.xattr)
         return -EROFS;

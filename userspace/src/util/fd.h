@@ -2,6 +2,7 @@
 // RAII owner of a file descriptor.
 #pragma once
 
+#include <cstdio>
 #include <unistd.h>
 #include <utility>
 
@@ -34,6 +35,18 @@ class Fd {
 
   private:
     int fd_ = -1;
+};
+
+// An fd's name in /proc/self/fd, for the *at() calls relative to an open
+// /proc/self/fd directory (works where the absolute path does not resolve,
+// e.g. after chroot).
+class FdName {
+  public:
+    explicit FdName(int fd) { std::snprintf(s_, sizeof(s_), "%d", fd); }
+    operator const char *() const { return s_; }
+
+  private:
+    char s_[12];
 };
 
 } // namespace holdfast
