@@ -27,6 +27,19 @@
 #     --modules DIR          ship DIR/fuse.ko and DIR/virtiofs.ko (kernel/build.sh)
 #                            as /lib/modules/<kver>/updates/, which modprobe
 #                            prefers over the distribution's (6.1 only)
+#     --append ARGS          more guest kernel command line (hf.* for tests)
+#     --host-script FILE     run FILE on the host while the VM runs (hot-plug,
+#                            killing servers: selftests/vm/reconnect-host.sh);
+#                            its TAP output (stdout) counts like the guest's
+#     --expect-hang          the guest is expected not to finish (the host
+#                            script stops QEMU and says whether it hung)
+#
+# A device whose OPTS contain @nomount is not mounted by the guest's /init
+# (a test mounts it with its own options); @qmp gives its holdfastd the VM's
+# QMP socket and its device id (--qmp-socket, --qmp-device).  QEMU's device ids are fs<N> and
+# chardev ids c<N>, N counting --dev from 0; the host script finds each
+# device's "tag N pid socket dir" in $HF_VM_W/devs, and lists the servers it
+# kills in $HF_VM_W/killed (their exit status is then not checked).
 #
 # Environment: HOLDFASTD (default <repo>/build/userspace/holdfastd),
 # QEMU (default qemu-system-x86_64), BUILD, HOLDFAST_CACHE,
@@ -54,6 +67,9 @@ backend=holdfastd
 keep=0
 stdir=
 moddir=
+append_extra=
+host_script=
+expect_hang=0
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -68,6 +84,9 @@ while [ $# -gt 0 ]; do
 	--keep) keep=1; shift ;;
 	--selftests) stdir=$2; shift 2 ;;
 	--modules) moddir=$2; shift 2 ;;
+	--append) append_extra="$append_extra $2"; shift 2 ;;
+	--host-script) host_script=$2; shift 2 ;;
+	--expect-hang) expect_hang=1; shift ;;
 	*) echo "run-vm: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -108,8 +127,10 @@ W=$(mktemp -d /tmp/hf-vm.XXXXXX)
 chmod 755 "$W"
 pids=()
 qpid=
+hpid=
 cleanup() {
 	local p
+	[ -n "$hpid" ] && kill "$hpid" 2>/dev/null
 	if [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null; then
 		kill "$qpid" 2>/dev/null
 		sleep 1
@@ -157,10 +178,25 @@ initrd=$("$root/scripts/vm/build-initramfs.sh" "$kdir" "$W/initrd.gz" "$here/ini
 mounts=
 qdevs=()
 i=0
+: >"$W/devs"
+: >"$W/killed"
 for d in "${devs[@]}"; do
 	tag=${d%%:*}
 	opts=
 	[ "$d" != "$tag" ] && opts=${d#*:}
+	nomount=0
+	case ,$opts, in
+	*,@nomount,*)
+		nomount=1
+		opts=$(echo ",$opts," | sed 's/,@nomount,/,/; s/^,//; s/,$//')
+		;;
+	esac
+	case ,$opts, in
+	*,@qmp,*)
+		# holdfastd re-plugs its own device after a crash or disconnect.
+		opts=$(echo ",$opts," | sed "s|,@qmp,|,--qmp-socket,$W/qmp.sock,--qmp-device,fs$i,|; s/^,//; s/,\$//")
+		;;
+	esac
 	dir=$W/share/$tag
 	case ,$opts, in
 	*,@parent,*)
@@ -186,12 +222,13 @@ for d in "${devs[@]}"; do
 	for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.05; done
 	[ -S "$sock" ] || { cat "$W/holdfastd-$tag.log" >&2; fail_out "holdfastd for '$tag' did not listen"; }
 	qdevs+=(-chardev "socket,id=c$i,path=$sock"
-		-device "vhost-user-fs-pci,chardev=c$i,tag=$tag,num-request-queues=$queues")
-	mounts=${mounts:+$mounts,}$tag
+		-device "vhost-user-fs-pci,id=fs$i,chardev=c$i,tag=$tag,num-request-queues=$queues")
+	echo "$tag $i ${pids[-1]} $sock $dir" >>"$W/devs"
+	[ $nomount = 1 ] || mounts=${mounts:+$mounts,}$tag
 	i=$((i + 1))
 done
 
-append="console=ttyS0 loglevel=4 panic=-1 hf.run=$run hf.mounts=$mounts hf.bench=$bench${HF_VM_BENCHSTOP:+ hf.benchstop=$HF_VM_BENCHSTOP}"
+append="console=ttyS0 loglevel=4 panic=-1 hf.run=$run hf.mounts=$mounts hf.bench=$bench${HF_VM_BENCHSTOP:+ hf.benchstop=$HF_VM_BENCHSTOP}$append_extra"
 t0=$(date +%s.%N)
 "$QEMU" -accel tcg,thread=multi -smp "$smp" -m 1G \
 	-object memory-backend-memfd,id=mem,size=1G,share=on -machine pc,memory-backend=mem \
@@ -200,6 +237,11 @@ t0=$(date +%s.%N)
 	-qmp "unix:$W/qmp.sock,server=on,wait=off" \
 	"${qdevs[@]}" >"$W/qemu.log" 2>&1 &
 qpid=$!
+if [ -n "$host_script" ]; then
+	HF_VM_W=$W HF_VM_QMP=$W/qmp.sock HF_VM_QPID=$qpid HF_VM_ROOT=$root HF_VM_QUEUES=$queues \
+		HOLDFASTD=$HOLDFASTD "$host_script" >"$W/host.tap" 2>"$W/host.log" &
+	hpid=$!
+fi
 spid=
 if [ "$run" = bench ]; then
 	# Host CPU (utime+stime ticks) of the first device's server, its
@@ -232,11 +274,22 @@ wait "$qpid" 2>/dev/null
 qrc=$?
 qpid=
 wall=$(echo "$(date +%s.%N) - $t0" | bc)
+if [ -n "$hpid" ]; then
+	# The host script ends with the VM; give it a moment to say so.
+	for _ in $(seq 1 50); do kill -0 "$hpid" 2>/dev/null || break; sleep 0.2; done
+	kill "$hpid" 2>/dev/null
+	wait "$hpid" 2>/dev/null
+	hpid=
+fi
 
 # holdfastd exits by itself when QEMU goes away; a crash is a failure.
 drc=0
 for k in "${!pids[@]}"; do
 	p=${pids[$k]}
+	if grep -qx "$p" "$W/killed"; then
+		wait "$p" 2>/dev/null
+		continue
+	fi
 	for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 	if kill -0 "$p" 2>/dev/null; then
 		echo "run-vm: holdfastd ${devs[$k]%%:*} did not exit after the VM" >&2
@@ -264,6 +317,18 @@ awk -v dir="$W/tap" '
 /^HF-TAP-END /   { name = ""; next }
 name != ""       { print > file }
 ' "$W/serial.log"
+if [ -n "$host_script" ]; then
+	cp "$W/host.tap" "$W/tap/host.tap"
+	sed 's/^/# host script: /' "$W/host.log"
+fi
+if [ $expect_hang = 1 ]; then
+	# Only the host's verdict counts; what the guest got to say is shown.
+	for f in "$W"/tap/*.tap; do
+		[ "$(basename "$f")" = host.tap ] && continue
+		sed "s/^/# guest $(basename "$f" .tap), expected to hang: /" "$f"
+		rm -f "$f"
+	done
+fi
 ntap=$(ls "$W"/tap/*.tap 2>/dev/null | wc -l)
 if [ "$run" = bench ]; then
 	[ -n "$spid" ] && wait "$spid" 2>/dev/null
@@ -329,7 +394,12 @@ for f in "$W"/tap/*.tap; do
 	cat "$f"
 done
 extra_fail=0
-if ! grep -q '^HF-DONE' "$W/serial.log" || [ $timed_out = 1 ]; then
+if [ $expect_hang = 1 ]; then
+	if grep -q '^HF-DONE' "$W/serial.log"; then
+		echo "# run-vm: the guest finished, but was expected to hang"
+		extra_fail=1
+	fi
+elif ! grep -q '^HF-DONE' "$W/serial.log" || [ $timed_out = 1 ]; then
 	echo "# run-vm: the guest did not finish (timeout or crash); last console lines:"
 	tail -40 "$W/serial.log" | sed 's/^/# serial: /'
 	extra_fail=1

@@ -1,0 +1,493 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * virtio-fs reconnect (kernel/patches/6.1, "virtiofs: park the connection
+ * while the device is gone"), the guest side.  The host side is
+ * selftests/vm/reconnect-host.sh, run by run-vm.sh --host-script while the
+ * VM runs; selftests/vm/check-vm.sh puts the two together.
+ *
+ * Two virtio-fs devices:
+ *   rc    the device under test.  /init does not mount it (@nomount); this
+ *         test mounts it at /mnt/rc with reconnect_timeout=<hf.rct>, or with
+ *         no option on a stock virtiofs.ko, which does not know it.
+ *   ctl   a control channel that is never unplugged, mounted by /init with
+ *         cache=never (every lookup reaches the host): the guest creates
+ *         "go" when its workload runs, the host creates "stop" when it is
+ *         done with the device, and the guest writes "expect" (what the host
+ *         must find in rc's directory).
+ *
+ * hf.rc= on the kernel command line says what the host does meanwhile
+ * (without it, in the suite VMs, the test reports nothing and passes):
+ *   reconnect  kills the server of rc (SIGKILL) several times; each time a
+ *              new server, device_del and device_add of a device with the
+ *              same tag.  Writers, readers, creates+renames and a directory
+ *              lister run all along: every syscall must succeed and the data
+ *              must verify, here and on the host.  Syscalls that took longer
+ *              than STALL_MS are the guest-visible stalls, reported as
+ *              "# stall" lines and summed up (count, median, max).
+ *   timeout    kills the server and unplugs the device, and never plugs a
+ *              new one: the syscall waiting for it must fail with
+ *              ECONNABORTED (or ENOTCONN) after reconnect_timeout, and
+ *              umount must then work.
+ *   stock      as reconnect, on the distribution's modules: the guest is
+ *              expected to hang (device_del never completes); only the
+ *              host's verdict counts (run-vm.sh --expect-hang).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+
+#define RC_MNT "/mnt/rc"
+#define CTL "/mnt/ctl"
+#define REC 4096		/* one writer record */
+#define RFILE_RECS 64		/* the file the readers read */
+#define STALL_MS 250		/* a syscall slower than this is a stall */
+#define MAX_STALLS 4096
+#define WORKLOAD_LIMIT 240	/* seconds: the host must say stop by then */
+
+static char mode[32];
+static unsigned int rct = 30;
+
+static void read_cmdline(void)
+{
+	char buf[4096], *p;
+	ssize_t n;
+	int fd = open("/proc/cmdline", O_RDONLY);
+
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	p = strstr(buf, "hf.rc=");
+	if (p)
+		sscanf(p + 6, "%31[^ \n]", mode);
+	p = strstr(buf, "hf.rct=");
+	if (p)
+		rct = strtoul(p + 7, NULL, 10);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Our virtiofs.ko is out of tree ("O" taint); the stock one is not. */
+static int patched_module(void)
+{
+	char t[16] = "";
+	int fd = open("/sys/module/virtiofs/taint", O_RDONLY);
+
+	if (fd < 0)
+		return 0;
+	if (read(fd, t, sizeof(t) - 1) < 0)
+		t[0] = 0;
+	close(fd);
+	return strchr(t, 'O') != NULL;
+}
+
+static int mount_rc(void)
+{
+	char opts[64];
+
+	mkdir(RC_MNT, 0755);
+	if (!patched_module())
+		return mount("rc", RC_MNT, "virtiofs", 0, NULL);
+	snprintf(opts, sizeof(opts), "reconnect_timeout=%u", rct);
+	return mount("rc", RC_MNT, "virtiofs", 0, opts);
+}
+
+static int ctl_touch(const char *name, const char *text)
+{
+	char path[128];
+	int fd, r = 0;
+
+	snprintf(path, sizeof(path), CTL "/%s", name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return -1;
+	if (text && write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+		r = -1;
+	close(fd);
+	return r;
+}
+
+static int ctl_exists(const char *name)
+{
+	char path[128];
+	struct stat st;
+
+	snprintf(path, sizeof(path), CTL "/%s", name);
+	return stat(path, &st) == 0;
+}
+
+/* The content of record i of the writer's file and of the readers' file. */
+static void fill(char *buf, const char *what, unsigned long i)
+{
+	int n = snprintf(buf, REC, "%s record %lu\n", what, i);
+	int k;
+
+	for (k = n; k < REC; k++)
+		buf[k] = 'a' + (i + k) % 26;
+}
+
+/* Shared by the workers */
+static atomic_int stop;
+static atomic_long nops;
+static atomic_int nerr;
+static char first_err[256];
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static double stalls[MAX_STALLS];
+static int nstalls;
+static long wrecs;		/* records the writer wrote */
+static long renames;		/* creates+renames done */
+
+/* Time one syscall; record it as a stall if slow, as an error if failed */
+static int op(const char *what, double t0, int ok)
+{
+	double ms = (now() - t0) * 1000;
+
+	atomic_fetch_add(&nops, 1);
+	pthread_mutex_lock(&mu);
+	if (ms > STALL_MS && nstalls < MAX_STALLS) {
+		stalls[nstalls++] = ms;
+		printf("# stall: %s took %.0f ms\n", what, ms);
+	}
+	if (!ok && atomic_fetch_add(&nerr, 1) == 0)
+		snprintf(first_err, sizeof(first_err), "%s: %s", what,
+			 strerror(errno));
+	pthread_mutex_unlock(&mu);
+	return ok;
+}
+
+static void *writer(void *arg)
+{
+	char buf[REC];
+	double t0;
+	long i;
+	int fd;
+
+	t0 = now();
+	fd = open(RC_MNT "/w.dat", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+	if (!op("open w.dat", t0, fd >= 0))
+		return NULL;
+	for (i = 0; !atomic_load(&stop); i++) {
+		fill(buf, "writer", i);
+		t0 = now();
+		if (!op("write w.dat", t0, write(fd, buf, REC) == REC))
+			break;
+		wrecs = i + 1;
+		if (i % 16 == 15) {
+			t0 = now();
+			if (!op("fsync w.dat", t0, fsync(fd) == 0))
+				break;
+		}
+	}
+	t0 = now();
+	op("close w.dat", t0, close(fd) == 0);
+	return NULL;
+}
+
+static void *reader(void *arg)
+{
+	char buf[REC], want[REC];
+	unsigned int seed = 42;
+	double t0;
+	long i;
+	int fd;
+
+	t0 = now();
+	fd = open(RC_MNT "/r.dat", O_RDONLY);
+	if (!op("open r.dat", t0, fd >= 0))
+		return NULL;
+	while (!atomic_load(&stop)) {
+		i = rand_r(&seed) % RFILE_RECS;
+		t0 = now();
+		if (!op("pread r.dat", t0,
+			pread(fd, buf, REC, i * REC) == REC))
+			break;
+		fill(want, "reader", i);
+		if (memcmp(buf, want, REC)) {
+			errno = EBADMSG;
+			op("r.dat content", now(), 0);
+			break;
+		}
+	}
+	close(fd);
+	return NULL;
+}
+
+/* Create c.tmp, write it, rename it to c<i>, remove c<i-8> */
+static void *renamer(void *arg)
+{
+	char path[64], old[64], text[64];
+	double t0;
+	long i;
+	int fd, n;
+
+	for (i = 0; !atomic_load(&stop); i++) {
+		n = snprintf(text, sizeof(text), "file %ld\n", i);
+		t0 = now();
+		fd = open(RC_MNT "/c.tmp", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (!op("create c.tmp", t0, fd >= 0))
+			break;
+		t0 = now();
+		if (!op("write c.tmp", t0, write(fd, text, n) == n)) {
+			close(fd);
+			break;
+		}
+		t0 = now();
+		if (!op("close c.tmp", t0, close(fd) == 0))
+			break;
+		snprintf(path, sizeof(path), RC_MNT "/c%ld", i);
+		t0 = now();
+		if (!op("rename c.tmp", t0, rename(RC_MNT "/c.tmp", path) == 0))
+			break;
+		renames = i + 1;
+		if (i >= 8) {
+			snprintf(old, sizeof(old), RC_MNT "/c%ld", i - 8);
+			t0 = now();
+			if (!op("unlink c<i-8>", t0, unlink(old) == 0))
+				break;
+		}
+	}
+	return NULL;
+}
+
+static void *lister(void *arg)
+{
+	struct dirent *de;
+	double t0;
+	DIR *d;
+	int n;
+
+	while (!atomic_load(&stop)) {
+		t0 = now();
+		d = opendir(RC_MNT);
+		if (!op("opendir", t0, d != NULL))
+			break;
+		n = 0;
+		errno = 0;
+		t0 = now();
+		while ((de = readdir(d)))
+			n++;
+		if (!op("readdir", t0, errno == 0 && n >= 4)) {
+			closedir(d);
+			break;
+		}
+		closedir(d);
+		usleep(20000);
+	}
+	return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Make r.dat, which the readers verify */
+static int make_rfile(void)
+{
+	char buf[REC];
+	int fd, i;
+
+	fd = open(RC_MNT "/r.dat", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return -1;
+	for (i = 0; i < RFILE_RECS; i++) {
+		fill(buf, "reader", i);
+		if (write(fd, buf, REC) != REC) {
+			close(fd);
+			return -1;
+		}
+	}
+	return close(fd);
+}
+
+/* Read back w.dat (after a drop of the caches: from the host) */
+static long verify_wfile(long recs)
+{
+	char buf[REC], want[REC];
+	long i;
+	int fd;
+
+	fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
+	if (fd >= 0) {
+		if (write(fd, "3", 1) != 1)
+			perror("drop_caches");
+		close(fd);
+	}
+	fd = open(RC_MNT "/w.dat", O_RDONLY);
+	if (fd < 0)
+		return -1;
+	for (i = 0; i < recs; i++) {
+		fill(want, "writer", i);
+		if (pread(fd, buf, REC, i * REC) != REC || memcmp(buf, want, REC))
+			break;
+	}
+	close(fd);
+	return i;
+}
+
+/* hf.rc=reconnect|stock: the workload runs through every reconnect */
+static void workload(struct __test_metadata *_metadata)
+{
+	pthread_t th[5];
+	char text[128], path[64];
+	double t0, sum = 0;
+	struct stat st;
+	int i, r;
+
+	ASSERT_EQ(0, mount_rc()) TH_LOG("mount rc: %s", strerror(errno));
+	ASSERT_EQ(0, make_rfile());
+
+	ASSERT_EQ(0, pthread_create(&th[0], NULL, writer, NULL));
+	ASSERT_EQ(0, pthread_create(&th[1], NULL, reader, NULL));
+	ASSERT_EQ(0, pthread_create(&th[2], NULL, reader, NULL));
+	ASSERT_EQ(0, pthread_create(&th[3], NULL, renamer, NULL));
+	ASSERT_EQ(0, pthread_create(&th[4], NULL, lister, NULL));
+	ASSERT_EQ(0, ctl_touch("go", NULL));
+
+	t0 = now();
+	while (!ctl_exists("stop") && atomic_load(&nerr) == 0 &&
+	       now() - t0 < WORKLOAD_LIMIT)
+		usleep(100000);
+	EXPECT_TRUE(ctl_exists("stop")) TH_LOG("the host never said stop");
+	/* Some more work on the last device */
+	sleep(1);
+	atomic_store(&stop, 1);
+	for (i = 0; i < 5; i++)
+		pthread_join(th[i], NULL);
+
+	qsort(stalls, nstalls, sizeof(stalls[0]), cmp_double);
+	for (i = 0; i < nstalls; i++)
+		sum += stalls[i];
+	printf("# workload: %ld syscalls in %.1f s, %d failed%s%s\n",
+	       atomic_load(&nops), now() - t0, atomic_load(&nerr),
+	       nerr ? ", first: " : "", nerr ? first_err : "");
+	printf("# stalls over %d ms: %d, median %.0f ms, max %.0f ms\n",
+	       STALL_MS, nstalls, nstalls ? stalls[nstalls / 2] : 0.0,
+	       nstalls ? stalls[nstalls - 1] : 0.0);
+	EXPECT_EQ(0, atomic_load(&nerr)) TH_LOG("%s", first_err);
+
+	/* Everything the writer and the renamer did is there */
+	EXPECT_EQ(wrecs, verify_wfile(wrecs));
+	ASSERT_EQ(0, stat(RC_MNT "/w.dat", &st));
+	EXPECT_EQ(wrecs * REC, st.st_size);
+	if (renames) {
+		snprintf(path, sizeof(path), RC_MNT "/c%ld", renames - 1);
+		EXPECT_EQ(0, stat(path, &st));
+	}
+	EXPECT_GT(wrecs, 0);
+	EXPECT_GT(renames, 0);
+	snprintf(text, sizeof(text), "w.dat %ld\nrenames %ld\n", wrecs,
+		 renames);
+	EXPECT_EQ(0, ctl_touch("expect", text));
+
+	r = umount(RC_MNT);
+	EXPECT_EQ(0, r) TH_LOG("umount: %s", strerror(errno));
+}
+
+static void *prober(void *arg)
+{
+	double *failed_at = arg;
+	struct stat st;
+	double t0;
+
+	while (!atomic_load(&stop)) {
+		t0 = now();
+		if (stat(RC_MNT "/r.dat", &st)) {
+			*failed_at = now();
+			pthread_mutex_lock(&mu);
+			snprintf(first_err, sizeof(first_err), "%d", errno);
+			pthread_mutex_unlock(&mu);
+			return NULL;
+		}
+		op("stat", t0, 1);
+		usleep(10000);
+	}
+	return NULL;
+}
+
+/* hf.rc=timeout: no device comes back */
+static void timeout_fails(struct __test_metadata *_metadata)
+{
+	double failed_at = 0, t0;
+	struct stat st;
+	pthread_t th;
+	int err;
+
+	ASSERT_TRUE(patched_module());
+	ASSERT_EQ(0, mount_rc()) TH_LOG("mount rc: %s", strerror(errno));
+	ASSERT_EQ(0, make_rfile());
+	/* rc is served with cache=never: every stat reaches the device */
+	ASSERT_EQ(0, pthread_create(&th, NULL, prober, &failed_at));
+	ASSERT_EQ(0, ctl_touch("go", NULL));
+
+	t0 = now();
+	while (!failed_at && now() - t0 < WORKLOAD_LIMIT)
+		usleep(100000);
+	atomic_store(&stop, 1);
+	pthread_join(th, NULL);
+	ASSERT_NE(0, failed_at) TH_LOG("the syscall never failed");
+	err = atoi(first_err);
+	TH_LOG("stat failed with %s after %.1f s (reconnect_timeout=%u)",
+	       strerror(err), failed_at - t0, rct);
+	EXPECT_TRUE(err == ECONNABORTED || err == ENOTCONN)
+		TH_LOG("errno %d", err);
+	/* It waited for the timeout, not less */
+	EXPECT_GE(failed_at - t0, rct);
+
+	/* Later syscalls fail at once, and the mount goes away */
+	t0 = now();
+	EXPECT_NE(0, stat(RC_MNT "/r.dat", &st));
+	EXPECT_EQ(ENOTCONN, errno);
+	EXPECT_LT(now() - t0, 1.0);
+	EXPECT_EQ(0, umount(RC_MNT)) TH_LOG("umount: %s", strerror(errno));
+	EXPECT_EQ(0, ctl_touch("expect", "timeout\n"));
+}
+
+/* One test: what the host does (hf.rc) decides what must happen */
+TEST(reconnect)
+{
+	TH_LOG("hf.rc=%s, reconnect_timeout=%u, %s virtiofs.ko", mode, rct,
+	       patched_module() ? "holdfast's" : "the stock");
+	if (!strcmp(mode, "timeout"))
+		timeout_fails(_metadata);
+	else
+		workload(_metadata);
+}
+
+static void __attribute__((constructor)) setup(void)
+{
+	read_cmdline();
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!mode[0]) {
+		/* A suite VM (no hf.rc=, no rc device): nothing to test here */
+		printf("TAP version 13\n1..0\n# not a reconnect VM (no hf.rc=)\n"
+		       "# Totals: pass:0 fail:0 xfail:0 xpass:0 skip:0 error:0\n");
+		exit(0);
+	}
+}
+
+TEST_HARNESS_MAIN
