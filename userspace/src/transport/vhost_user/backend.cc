@@ -194,7 +194,7 @@ std::string Backend::handle_locked(Message &m, Response &resp, bool &replied)
         inflight_ = std::move(a);
         resp.fd = inflight_.fd();
         for (unsigned i = 0; i < cfg_.max_queues; i++)
-            queues_[i]->set_inflight(inflight_.queue(uint16_t(i)));
+            queues_[i]->set_inflight(inflight_.queue(uint16_t(i)), inflight_.queue_size());
         return "";
     }
 
@@ -210,7 +210,7 @@ std::string Backend::handle_locked(Message &m, Response &resp, bool &replied)
             return "SET_INFLIGHT_FD: " + err;
         inflight_ = std::move(a);
         for (unsigned i = 0; i < cfg_.max_queues; i++)
-            queues_[i]->set_inflight(inflight_.queue(uint16_t(i)));
+            queues_[i]->set_inflight(inflight_.queue(uint16_t(i)), inflight_.queue_size());
         return "";
     }
 

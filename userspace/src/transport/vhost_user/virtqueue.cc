@@ -196,7 +196,9 @@ void Virtqueue::set_kick(Fd fd)
         if (used_)
             used_idx_ = load16(used_ + 2);
         if (inflight_region_ && used_) {
-            std::string e = inflight_.attach(inflight_region_, num_, used_idx_);
+            std::string e = num_ > inflight_capacity_
+                                ? "the ring is larger than its inflight region"
+                                : inflight_.attach(inflight_region_, num_, used_idx_);
             if (!e.empty())
                 LOG_WARN("vq %u: inflight tracking off: %s", index_, e.c_str());
             else
@@ -239,12 +241,13 @@ std::string Virtqueue::set_memory(std::shared_ptr<const MemoryTable> mem)
     return started_ ? "" : e;
 }
 
-std::string Virtqueue::set_inflight(QueueRegionSplit *r)
+std::string Virtqueue::set_inflight(QueueRegionSplit *r, uint16_t capacity)
 {
     std::lock_guard g(mu_);
     inflight_region_ = r;
-    if (!r)
-        inflight_.detach();
+    inflight_capacity_ = capacity;
+    // The region tracked so far may be unmapped once this returns.
+    inflight_.detach();
     return "";
 }
 

@@ -113,8 +113,10 @@ class Virtqueue {
     void set_err(Fd fd);
     void set_enabled(bool on);
     std::string set_memory(std::shared_ptr<const MemoryTable> mem);
-    // Starts tracking inflight heads in `r` (nullptr: stop tracking).
-    std::string set_inflight(QueueRegionSplit *r);
+    // Tracks inflight heads in `r`, which has room for `capacity`
+    // descriptors, from the next start of the ring on (nullptr: stop
+    // tracking).  A ring larger than `capacity` is not tracked.
+    std::string set_inflight(QueueRegionSplit *r, uint16_t capacity);
     // GET_VRING_BASE: stops the ring, waits up to `timeout_ms` for the
     // requests being served to complete, and returns the next avail index.
     uint16_t stop(int timeout_ms);
@@ -194,6 +196,7 @@ class Virtqueue {
 
     InflightQueue inflight_;
     QueueRegionSplit *inflight_region_ = nullptr;
+    uint16_t inflight_capacity_ = 0;
 
     Fd wake_; // eventfd: interrupts a worker waiting for a kick
 
