@@ -21,7 +21,7 @@ class ReplugAgent {
     // Forks the agent.  Call while single-threaded.  Throws on failure.
     static ReplugAgent start(const std::string &qmp_socket, const std::string &device,
                              const std::string &socket_path);
-    ReplugAgent(ReplugAgent &&o) noexcept : sock_(std::move(o.sock_)), pid_(o.pid_) { o.pid_ = -1; }
+    ReplugAgent(ReplugAgent &&) = default;
     ReplugAgent &operator=(ReplugAgent &&) = delete;
     ~ReplugAgent();
 

@@ -42,7 +42,8 @@
 
 namespace holdfast::daemon {
 
-const char *vhost_capabilities_json() {
+const char *vhost_capabilities_json()
+{
     // "separate-options": we take virtiofsd's --shared-dir/--cache/...
     // spelling rather than "-o source=...".
     return "{\n  \"type\": \"fs\",\n  \"features\": [\n    \"separate-options\"\n  ]\n}\n";
@@ -55,7 +56,8 @@ struct FreeDeleter {
 };
 using Buffer = std::unique_ptr<std::byte, FreeDeleter>;
 
-Buffer alloc_buffer(size_t n) {
+Buffer alloc_buffer(size_t n)
+{
     void *p = nullptr;
     if (posix_memalign(&p, 4096, n) != 0)
         throw std::bad_alloc();
@@ -63,7 +65,8 @@ Buffer alloc_buffer(size_t n) {
 }
 
 // Copies up to `n` bytes out of guest memory.
-size_t gather(const std::vector<iovec> &iov, std::byte *dst, size_t n) {
+size_t gather(const std::vector<iovec> &iov, std::byte *dst, size_t n)
+{
     size_t done = 0;
     for (const iovec &v : iov) {
         if (done == n)
@@ -77,7 +80,8 @@ size_t gather(const std::vector<iovec> &iov, std::byte *dst, size_t n) {
 
 // Writes `parts` into guest memory, in order; returns bytes written.
 size_t scatter(const std::vector<iovec> &iov,
-               std::initializer_list<std::span<const std::byte>> parts) {
+               std::initializer_list<std::span<const std::byte>> parts)
+{
     size_t vi = 0, voff = 0, total = 0;
     for (auto p : parts) {
         size_t off = 0;
@@ -99,7 +103,8 @@ size_t scatter(const std::vector<iovec> &iov,
 
 // One queue worker: pops requests, runs them through the engine, writes
 // the reply into the chain's writable buffers.
-void queue_worker(vhost::Virtqueue &vq, fuse::Engine &engine, std::atomic<unsigned> &running) {
+void queue_worker(vhost::Virtqueue &vq, fuse::Engine &engine, std::atomic<unsigned> &running)
+{
     const size_t in_size = engine.request_buffer_size();
     const size_t out_size = engine.reply_payload_size();
     Buffer in = alloc_buffer(in_size);
@@ -156,7 +161,8 @@ struct Listener {
     Fd dir;
     std::string name;
 
-    void unlink_path() {
+    void unlink_path()
+    {
         if (dir && !name.empty())
             unlinkat(dir.get(), name.c_str(), 0);
         name.clear();
@@ -164,7 +170,8 @@ struct Listener {
 };
 
 // The directory fd and name the path is removed by at the end.
-void locate(Listener &l, const std::string &path) {
+void locate(Listener &l, const std::string &path)
+{
     size_t slash = path.rfind('/');
     std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
     l.name = slash == std::string::npos ? path : path.substr(slash + 1);
@@ -173,7 +180,8 @@ void locate(Listener &l, const std::string &path) {
         throw std::runtime_error("--socket-path: directory '" + dir + "': " + strerror(errno));
 }
 
-Listener listen_on(const std::string &path) {
+Listener listen_on(const std::string &path)
+{
     Listener l;
     locate(l, path);
     struct stat st;
@@ -209,7 +217,8 @@ struct Served {
 // The workers are stopped and gone when it returns, unless `stuck` is set:
 // then some are still busy in the host filesystem and must be left behind.
 Ended serve_connection(const Options &o, Fd conn, int sigfd, fuse::Engine &engine, Served &total,
-                       bool &stuck, int &signo) {
+                       bool &stuck, int &signo)
+{
     vhost::BackendConfig cfg;
     cfg.max_queues = 1 + o.max_request_queues;
     vhost::Backend backend(cfg);
@@ -318,7 +327,8 @@ Ended serve_connection(const Options &o, Fd conn, int sigfd, fuse::Engine &engin
     return how;
 }
 
-void log_totals(const fuse::Engine &engine, const Served &total) {
+void log_totals(const fuse::Engine &engine, const Served &total)
+{
     const auto &stats = engine.stats();
     rusage ru{};
     getrusage(RUSAGE_SELF, &ru);
@@ -341,7 +351,8 @@ void log_totals(const fuse::Engine &engine, const Served &total) {
 
 // The path QEMU is to connect a new chardev to: --socket-path, or what the
 // socket passed with --fd is bound to.
-std::string bound_path(const Options &o, int fd) {
+std::string bound_path(const Options &o, int fd)
+{
     if (!o.socket_path.empty())
         return o.socket_path;
     sockaddr_un sa{};
@@ -354,7 +365,8 @@ std::string bound_path(const Options &o, int fd) {
 
 } // namespace
 
-int serve_vhost(const Options &o) {
+int serve_vhost(const Options &o)
+{
     const long long t_start = mono_ns();
     raise_fd_limit();
     if (!check_shared_dir(o.fs.shared_dir))
