@@ -13,13 +13,15 @@
 
 namespace holdfast::daemon {
 
-long long mono_ns() {
+long long mono_ns()
+{
     timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-void raise_fd_limit() {
+void raise_fd_limit()
+{
     // As root: to fs.nr_open, capped at a million, like virtiofsd's
     // --rlimit-nofile default.
     rlimit rl;
@@ -39,7 +41,8 @@ void raise_fd_limit() {
     setrlimit(RLIMIT_NOFILE, &rl);
 }
 
-bool check_shared_dir(const std::string &dir) {
+bool check_shared_dir(const std::string &dir)
+{
     struct stat st;
     errno = 0;
     if (stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
@@ -49,7 +52,8 @@ bool check_shared_dir(const std::string &dir) {
     return false;
 }
 
-Fd take_named(std::vector<fdstore::NamedFd> &fds, const std::string &name) {
+Fd take_named(std::vector<fdstore::NamedFd> &fds, const std::string &name)
+{
     for (auto it = fds.begin(); it != fds.end(); ++it) {
         if (it->name == name) {
             Fd fd = std::move(it->fd);
@@ -60,7 +64,8 @@ Fd take_named(std::vector<fdstore::NamedFd> &fds, const std::string &name) {
     return Fd();
 }
 
-bool attach_region(Fd memfd, std::optional<state::Region> &region, uint64_t &generation) {
+bool attach_region(Fd memfd, std::optional<state::Region> &region, uint64_t &generation)
+{
     try {
         region.emplace(state::Region::attach(std::move(memfd)));
     } catch (const std::runtime_error &e) {
@@ -72,7 +77,8 @@ bool attach_region(Fd memfd, std::optional<state::Region> &region, uint64_t &gen
 }
 
 bool recover_tables(fs::Passthrough &pfs, fuse::Engine &engine, state::Region &region,
-                    std::vector<fdstore::NamedFd> stored) {
+                    std::vector<fdstore::NamedFd> stored)
+{
     try {
         pfs.recover(std::move(stored));
     } catch (const std::runtime_error &e) {

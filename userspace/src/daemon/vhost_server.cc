@@ -216,8 +216,10 @@ struct Served {
 // Serves one front-end connection until it goes away or a stop signal.
 // The workers are stopped and gone when it returns, unless `stuck` is set:
 // then some are still busy in the host filesystem and must be left behind.
-Ended serve_connection(const Options &o, Fd conn, int sigfd, fuse::Engine &engine, Served &total,
-                       bool &stuck, int &signo)
+// `agent`, if any, reports while we serve (its re-plug made this
+// connection: its verdict arrives after the device_add).
+Ended serve_connection(const Options &o, Fd conn, int sigfd, ReplugAgent *agent,
+                       fuse::Engine &engine, Served &total, bool &stuck, int &signo)
 {
     vhost::BackendConfig cfg;
     cfg.max_queues = 1 + o.max_request_queues;
@@ -244,8 +246,9 @@ Ended serve_connection(const Options &o, Fd conn, int sigfd, fuse::Engine &engin
     std::vector<uint8_t> payload;
     std::vector<int> fds;
     for (;;) {
-        pollfd p[2] = {{conn.get(), POLLIN, 0}, {sigfd, POLLIN, 0}};
-        if (poll(p, 2, -1) < 0) {
+        pollfd p[3] = {
+            {conn.get(), POLLIN, 0}, {sigfd, POLLIN, 0}, {agent ? agent->fd() : -1, POLLIN, 0}};
+        if (poll(p, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
             LOG_ERR("poll: %s", strerror(errno));
@@ -260,6 +263,8 @@ Ended serve_connection(const Options &o, Fd conn, int sigfd, fuse::Engine &engin
             how = Ended::signal;
             break;
         }
+        if (p[2].revents)
+            agent->result(); // logged there; nothing to do while served
         if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
             continue;
         vhost::MsgHeader hdr;
@@ -566,7 +571,8 @@ int serve_vhost(const Options &o)
                                               : "");
         bool stuck = false;
         int signo = 0;
-        Ended how = serve_connection(o, std::move(conn), sigfd.get(), engine, total, stuck, signo);
+        Ended how = serve_connection(o, std::move(conn), sigfd.get(), agent ? &*agent : nullptr,
+                                     engine, total, stuck, signo);
         if (how == Ended::signal)
             break;
         if (!o.reconnect) {

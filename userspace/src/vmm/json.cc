@@ -9,7 +9,8 @@
 
 namespace holdfast::vmm::json {
 
-const Value *Value::get(std::string_view key) const {
+const Value *Value::get(std::string_view key) const
+{
     if (type != Type::object)
         return nullptr;
     for (const auto &[k, v] : object)
@@ -18,7 +19,8 @@ const Value *Value::get(std::string_view key) const {
     return nullptr;
 }
 
-const std::string *Value::get_string(std::string_view key) const {
+const std::string *Value::get_string(std::string_view key) const
+{
     const Value *v = get(key);
     return v && v->is_string() ? &v->string : nullptr;
 }
@@ -29,7 +31,8 @@ class Parser {
   public:
     explicit Parser(std::string_view t) : t_(t) {}
 
-    std::string run(Value &out) {
+    std::string run(Value &out)
+    {
         skip_ws();
         if (!value(out, 0))
             return err_;
@@ -40,30 +43,35 @@ class Parser {
     }
 
   private:
-    bool fail_b(const char *what) {
+    bool fail_b(const char *what)
+    {
         fail(what);
         return false;
     }
-    std::string fail(const char *what) {
+    std::string fail(const char *what)
+    {
         if (err_.empty())
             err_ = std::string(what) + " at offset " + std::to_string(pos_);
         return err_;
     }
     bool at_end() const { return pos_ >= t_.size(); }
     char peek() const { return at_end() ? '\0' : t_[pos_]; }
-    void skip_ws() {
+    void skip_ws()
+    {
         while (!at_end() &&
                (t_[pos_] == ' ' || t_[pos_] == '\t' || t_[pos_] == '\n' || t_[pos_] == '\r'))
             pos_++;
     }
-    bool literal(std::string_view word) {
+    bool literal(std::string_view word)
+    {
         if (t_.substr(pos_, word.size()) != word)
             return fail_b("bad literal");
         pos_ += word.size();
         return true;
     }
 
-    bool value(Value &v, size_t depth) {
+    bool value(Value &v, size_t depth)
+    {
         if (depth >= kMaxDepth)
             return fail_b("nested too deeply");
         switch (peek()) {
@@ -90,7 +98,8 @@ class Parser {
         }
     }
 
-    bool object(Value &v, size_t depth) {
+    bool object(Value &v, size_t depth)
+    {
         v.type = Value::Type::object;
         pos_++; // '{'
         skip_ws();
@@ -127,7 +136,8 @@ class Parser {
         }
     }
 
-    bool array(Value &v, size_t depth) {
+    bool array(Value &v, size_t depth)
+    {
         v.type = Value::Type::array;
         pos_++; // '['
         skip_ws();
@@ -154,7 +164,8 @@ class Parser {
         }
     }
 
-    bool hex4(uint32_t &cp) {
+    bool hex4(uint32_t &cp)
+    {
         if (t_.size() - pos_ < 4)
             return fail_b("truncated \\u escape");
         cp = 0;
@@ -173,7 +184,8 @@ class Parser {
         return true;
     }
 
-    static void utf8(uint32_t cp, std::string &out) {
+    static void utf8(uint32_t cp, std::string &out)
+    {
         if (cp < 0x80) {
             out += char(cp);
         } else if (cp < 0x800) {
@@ -191,7 +203,8 @@ class Parser {
         }
     }
 
-    bool string(std::string &out) {
+    bool string(std::string &out)
+    {
         pos_++; // '"'
         for (;;) {
             if (at_end())
@@ -256,7 +269,8 @@ class Parser {
         }
     }
 
-    bool number(Value &v) {
+    bool number(Value &v)
+    {
         size_t start = pos_;
         bool integral = true;
         if (peek() == '-')
@@ -316,12 +330,14 @@ class Parser {
 
 } // namespace
 
-std::string parse(std::string_view text, Value &out) {
+std::string parse(std::string_view text, Value &out)
+{
     out = Value{};
     return Parser(text).run(out);
 }
 
-std::string quote(std::string_view s) {
+std::string quote(std::string_view s)
+{
     std::string out = "\"";
     for (char c : s) {
         switch (c) {

@@ -11,7 +11,8 @@
 
 namespace holdfast::vmm {
 
-std::string SocketChannel::connect(const std::string &path, bool &refused) {
+std::string SocketChannel::connect(const std::string &path, bool &refused)
+{
     refused = false;
     sockaddr_un sa{};
     sa.sun_family = AF_UNIX;
@@ -31,7 +32,8 @@ std::string SocketChannel::connect(const std::string &path, bool &refused) {
     return "";
 }
 
-bool SocketChannel::write_line(const std::string &line, std::string &err) {
+bool SocketChannel::write_line(const std::string &line, std::string &err)
+{
     std::string out = line + "\n";
     size_t off = 0;
     while (off < out.size()) {
@@ -47,7 +49,8 @@ bool SocketChannel::write_line(const std::string &line, std::string &err) {
     return true;
 }
 
-int SocketChannel::read_line(std::string &line, int timeout_ms, std::string &err) {
+int SocketChannel::read_line(std::string &line, int timeout_ms, std::string &err)
+{
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     for (;;) {
         size_t nl = buf_.find('\n');
@@ -91,7 +94,8 @@ int SocketChannel::read_line(std::string &line, int timeout_ms, std::string &err
     }
 }
 
-int Client::read_message(json::Value &msg, int timeout_ms, std::string &err) {
+int Client::read_message(json::Value &msg, int timeout_ms, std::string &err)
+{
     std::string line;
     int r = ch_.read_line(line, timeout_ms, err);
     if (r <= 0) {
@@ -109,7 +113,8 @@ int Client::read_message(json::Value &msg, int timeout_ms, std::string &err) {
     return 1;
 }
 
-std::string Client::handshake() {
+std::string Client::handshake()
+{
     json::Value g;
     std::string err;
     int r = read_message(g, timeout_ms_, err);
@@ -126,7 +131,8 @@ std::string Client::handshake() {
     return "";
 }
 
-Reply Client::execute(const std::string &command, const std::string &args_json) {
+Reply Client::execute(const std::string &command, const std::string &args_json)
+{
     Reply rep;
     if (broken_) {
         rep.error_class = "Protocol";
@@ -186,7 +192,8 @@ Reply Client::execute(const std::string &command, const std::string &args_json) 
 }
 
 bool Client::wait_event(const std::string &name,
-                        const std::function<bool(const json::Value &)> &match, int timeout_ms) {
+                        const std::function<bool(const json::Value &)> &match, int timeout_ms)
+{
     static const json::Value kNull;
     auto matches = [&](const json::Value &ev) {
         const std::string *n = ev.get_string("event");
@@ -217,14 +224,16 @@ bool Client::wait_event(const std::string &name,
 
 namespace {
 
-std::string qom_args(const std::string &id, const char *prop) {
+std::string qom_args(const std::string &id, const char *prop)
+{
     return "{\"path\":" + json::quote("/machine/peripheral/" + id) +
            ",\"property\":" + json::quote(prop) + "}";
 }
 
 } // namespace
 
-Reply read_device(Client &c, const std::string &id, DeviceProps &out) {
+Reply read_device(Client &c, const std::string &id, DeviceProps &out)
+{
     Reply r = c.execute("qom-get", qom_args(id, "type"));
     if (!r.ok)
         return r;
@@ -283,8 +292,8 @@ Reply read_device(Client &c, const std::string &id, DeviceProps &out) {
     return r;
 }
 
-std::string device_add_args(const std::string &id, const std::string &chardev,
-                            const DeviceProps &p) {
+std::string device_add_args(const std::string &id, const std::string &chardev, const DeviceProps &p)
+{
     std::string a = "{\"driver\":\"vhost-user-fs-pci\",\"id\":" + json::quote(id) +
                     ",\"chardev\":" + json::quote(chardev) + ",\"tag\":" + json::quote(p.tag);
     if (p.num_request_queues > 0)
@@ -298,7 +307,8 @@ std::string device_add_args(const std::string &id, const std::string &chardev,
     return a + "}";
 }
 
-const char *replug_status_name(ReplugStatus s) {
+const char *replug_status_name(ReplugStatus s)
+{
     switch (s) {
     case ReplugStatus::ok:
         return "ok";
@@ -312,7 +322,8 @@ const char *replug_status_name(ReplugStatus s) {
     return "?";
 }
 
-ReplugResult replug(Client &c, const ReplugOptions &o) {
+ReplugResult replug(Client &c, const ReplugOptions &o)
+{
     auto log = [&](const std::string &s) {
         if (o.log)
             o.log(s);
@@ -407,7 +418,8 @@ ReplugResult replug(Client &c, const ReplugOptions &o) {
             "device " + o.device + " (tag " + p.tag + ") re-plugged on chardev " + chardev};
 }
 
-ReplugResult replug_at(const std::string &qmp_path, const ReplugOptions &o) {
+ReplugResult replug_at(const std::string &qmp_path, const ReplugOptions &o)
+{
     SocketChannel ch;
     bool refused = false;
     std::string e = ch.connect(qmp_path, refused);
