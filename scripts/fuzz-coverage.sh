@@ -11,7 +11,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 root=${BUILD:-$top/build}
 build=$root/fuzz-cov
-all=(fuzz_request fuzz_engine fuzz_region)
+all=(fuzz_request fuzz_engine fuzz_region fuzz_vhost_msg fuzz_virtqueue)
 [ $# -gt 0 ] && all=("$@")
 cov="-fprofile-instr-generate -fcoverage-mapping"
 
@@ -37,5 +37,5 @@ for t in "${all[@]}"; do
 	echo "=== $t ($(find "${dirs[@]}" -type f | wc -l) corpus inputs)"
 	llvm-cov-14 report "$build/fuzz/$t" -instr-profile="$prof/merged.profdata" \
 		"$top/userspace/src" 2>/dev/null |
-		sed "s|$top/userspace/src/||" | awk 'NR<=2 || /^(fuse|fs|state|fdstore|util)\// || /^TOTAL/'
+		sed "s|$top/userspace/src/||" | awk 'NR<=2 || /^(fuse|fs|state|fdstore|util|transport)\// || /^TOTAL/'
 done

@@ -24,7 +24,7 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$top/build}/fuzz
 secs=${FUZZ_SECONDS:-20}
-all=(fuzz_request fuzz_engine fuzz_region)
+all=(fuzz_request fuzz_engine fuzz_region fuzz_vhost_msg fuzz_virtqueue)
 [ $# -gt 0 ] && all=("$@")
 
 cxx=${FUZZ_CXX:-clang++-14}
@@ -57,7 +57,7 @@ echo "fuzz: built in $(($(date +%s) - t0)) s; $secs s per target"
 
 # Per target: the largest input and the per-input timeout (fuzz_engine
 # inputs wait for interrupted lock requests: a few ms each).
-max_len() { case $1 in fuzz_engine) echo 16384 ;; fuzz_region) echo 1024 ;; *) echo 4096 ;; esac; }
+max_len() { case $1 in fuzz_engine) echo 16384 ;; fuzz_vhost_msg) echo 8192 ;; fuzz_region) echo 1024 ;; *) echo 4096 ;; esac; }
 timeout_s() { case $1 in fuzz_engine) echo 20 ;; *) echo 10 ;; esac; }
 
 pass=0
