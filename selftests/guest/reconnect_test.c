@@ -17,20 +17,23 @@
  *
  * hf.rc= on the kernel command line says what the host does meanwhile
  * (without it, in the suite VMs, the test reports nothing and passes):
- *   reconnect  kills the server of rc (SIGKILL) several times; each time a
- *              new server, device_del and device_add of a device with the
- *              same tag.  Writers, readers, creates+renames and a directory
- *              lister run all along: every syscall must succeed and the data
- *              must verify, here and on the host.  Syscalls that took longer
- *              than STALL_MS are the guest-visible stalls, reported as
- *              "# stall" lines and summed up (count, median, max).
+ *   reconnect  kills the server of rc (SIGKILL) several times; each time
+ *              holdfast-fdstore restarts it and the host does device_del
+ *              and device_add of a device with the same tag.  Writers,
+ *              readers, creates+renames and a directory lister run all
+ *              along: every syscall must succeed and the data must verify,
+ *              here and on the host.  Syscalls that took longer than
+ *              STALL_MS are reported as "# stall" lines; overlapping ones
+ *              make one guest-visible stall (a reconnect), summed up as
+ *              count, median and max.
+ *   selfheal   the same, but holdfastd re-plugs the device itself (QMP).
  *   timeout    kills the server and unplugs the device, and never plugs a
  *              new one: the syscall waiting for it must fail with
  *              ECONNABORTED (or ENOTCONN) after reconnect_timeout, and
  *              umount must then work.
- *   stock      as reconnect, on the distribution's modules: the guest is
- *              expected to hang (device_del never completes); only the
- *              host's verdict counts (run-vm.sh --expect-hang).
+ *   stock      one kill and device_del on the distribution's modules: the
+ *              guest is expected to hang (device_del never completes);
+ *              only the host's verdict counts (run-vm.sh --expect-hang).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -103,6 +106,48 @@ static int patched_module(void)
 	return strchr(t, 'O') != NULL;
 }
 
+/*
+ * Attribute @attr of rc's /sys/fs/virtiofs/<n>/ (kernel patch 0004) into
+ * @out; -1 if there is no such directory.
+ */
+static int rc_sysfs(const char *attr, char *out, size_t len)
+{
+	char path[300], tag[64];
+	struct dirent *de;
+	int fd, r = -1;
+	ssize_t n;
+	DIR *d;
+
+	d = opendir("/sys/fs/virtiofs");
+	if (!d)
+		return -1;
+	while (r < 0 && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/sys/fs/virtiofs/%s/tag", de->d_name);
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		n = read(fd, tag, sizeof(tag) - 1);
+		close(fd);
+		if (n != 3 || strncmp(tag, "rc\n", 3))
+			continue;
+		snprintf(path, sizeof(path), "/sys/fs/virtiofs/%s/%s", de->d_name, attr);
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		n = read(fd, out, len - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		out[n] = 0;
+		out[strcspn(out, "\n")] = 0;
+		r = 0;
+	}
+	closedir(d);
+	return r;
+}
+
 static int mount_rc(void)
 {
 	char opts[64];
@@ -127,6 +172,22 @@ static int ctl_touch(const char *name, const char *text)
 		r = -1;
 	close(fd);
 	return r;
+}
+
+/* The number a control file holds (0 if none) */
+static long ctl_number(const char *name)
+{
+	char path[128], buf[32] = "";
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), CTL "/%s", name);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 ? atol(buf) : 0;
 }
 
 static int ctl_exists(const char *name)
@@ -154,7 +215,10 @@ static atomic_long nops;
 static atomic_int nerr;
 static char first_err[256];
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static double stalls[MAX_STALLS];
+/* Slow syscalls: when they started, how long they took (ms) */
+static struct stall {
+	double start, ms;
+} stalls[MAX_STALLS];
 static int nstalls;
 static long wrecs;		/* records the writer wrote */
 static long renames;		/* creates+renames done */
@@ -167,7 +231,8 @@ static int op(const char *what, double t0, int ok)
 	atomic_fetch_add(&nops, 1);
 	pthread_mutex_lock(&mu);
 	if (ms > STALL_MS && nstalls < MAX_STALLS) {
-		stalls[nstalls++] = ms;
+		stalls[nstalls].start = t0;
+		stalls[nstalls++].ms = ms;
 		printf("# stall: %s took %.0f ms\n", what, ms);
 	}
 	if (!ok && atomic_fetch_add(&nerr, 1) == 0)
@@ -305,6 +370,38 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static int cmp_start(const void *a, const void *b)
+{
+	return cmp_double(&((const struct stall *)a)->start,
+			  &((const struct stall *)b)->start);
+}
+
+/*
+ * The guest-visible stall of each reconnect: overlapping slow syscalls (all
+ * the workers wait for the same device) make one stall, as long as the
+ * longest of them.  Fills out[] with one duration per stall, sorted.
+ */
+static int group_stalls(double *out)
+{
+	double end = -1;
+	int i, n = 0;
+
+	qsort(stalls, nstalls, sizeof(stalls[0]), cmp_start);
+	for (i = 0; i < nstalls; i++) {
+		double e = stalls[i].start + stalls[i].ms / 1000;
+
+		if (stalls[i].start > end) {
+			out[n++] = stalls[i].ms;
+		} else if (stalls[i].ms > out[n - 1]) {
+			out[n - 1] = stalls[i].ms;
+		}
+		if (e > end)
+			end = e;
+	}
+	qsort(out, n, sizeof(out[0]), cmp_double);
+	return n;
+}
+
 /* Make r.dat, which the readers verify */
 static int make_rfile(void)
 {
@@ -353,10 +450,12 @@ static long verify_wfile(long recs)
 static void workload(struct __test_metadata *_metadata)
 {
 	pthread_t th[5];
-	char text[128], path[64];
-	double t0, sum = 0;
+	static double per[MAX_STALLS];
+	char text[128], path[64], v[64];
+	long cycles;
 	struct stat st;
-	int i, r;
+	double t0;
+	int i, r, n;
 
 	ASSERT_EQ(0, mount_rc()) TH_LOG("mount rc: %s", strerror(errno));
 	ASSERT_EQ(0, make_rfile());
@@ -373,21 +472,19 @@ static void workload(struct __test_metadata *_metadata)
 	       now() - t0 < WORKLOAD_LIMIT)
 		usleep(100000);
 	EXPECT_TRUE(ctl_exists("stop")) TH_LOG("the host never said stop");
+	cycles = ctl_number("stop");
 	/* Some more work on the last device */
 	sleep(1);
 	atomic_store(&stop, 1);
 	for (i = 0; i < 5; i++)
 		pthread_join(th[i], NULL);
 
-	qsort(stalls, nstalls, sizeof(stalls[0]), cmp_double);
-	for (i = 0; i < nstalls; i++)
-		sum += stalls[i];
+	n = group_stalls(per);
 	printf("# workload: %ld syscalls in %.1f s, %d failed%s%s\n",
 	       atomic_load(&nops), now() - t0, atomic_load(&nerr),
 	       nerr ? ", first: " : "", nerr ? first_err : "");
-	printf("# stalls over %d ms: %d, median %.0f ms, max %.0f ms\n",
-	       STALL_MS, nstalls, nstalls ? stalls[nstalls / 2] : 0.0,
-	       nstalls ? stalls[nstalls - 1] : 0.0);
+	printf("# stalls: %d (slow syscalls over %d ms: %d), median %.0f ms, max %.0f ms\n",
+	       n, STALL_MS, nstalls, n ? per[n / 2] : 0.0, n ? per[n - 1] : 0.0);
 	EXPECT_EQ(0, atomic_load(&nerr)) TH_LOG("%s", first_err);
 
 	/* Everything the writer and the renamer did is there */
@@ -400,6 +497,15 @@ static void workload(struct __test_metadata *_metadata)
 	}
 	EXPECT_GT(wrecs, 0);
 	EXPECT_GT(renames, 0);
+
+	/* Each kill was one reconnect of the same connection */
+	if (patched_module()) {
+		ASSERT_EQ(0, rc_sysfs("reconnects", v, sizeof(v)));
+		TH_LOG("sysfs: %s reconnects, host: %ld", v, cycles);
+		EXPECT_EQ(cycles, atol(v));
+		ASSERT_EQ(0, rc_sysfs("state", v, sizeof(v)));
+		EXPECT_STREQ("live", v);
+	}
 	snprintf(text, sizeof(text), "w.dat %ld\nrenames %ld\n", wrecs,
 		 renames);
 	EXPECT_EQ(0, ctl_touch("expect", text));
@@ -433,6 +539,7 @@ static void *prober(void *arg)
 static void timeout_fails(struct __test_metadata *_metadata)
 {
 	double failed_at = 0, t0;
+	char v[64] = "";
 	struct stat st;
 	pthread_t th;
 	int err;
@@ -444,7 +551,14 @@ static void timeout_fails(struct __test_metadata *_metadata)
 	ASSERT_EQ(0, pthread_create(&th, NULL, prober, &failed_at));
 	ASSERT_EQ(0, ctl_touch("go", NULL));
 
+	/* While parked, sysfs says so and counts the waiting request */
 	t0 = now();
+	while (!failed_at && now() - t0 < WORKLOAD_LIMIT &&
+	       (rc_sysfs("state", v, sizeof(v)) || strcmp(v, "parked")))
+		usleep(50000);
+	EXPECT_STREQ("parked", v);
+	EXPECT_EQ(0, rc_sysfs("parked", v, sizeof(v)));
+	EXPECT_GE(atoi(v), 1);
 	while (!failed_at && now() - t0 < WORKLOAD_LIMIT)
 		usleep(100000);
 	atomic_store(&stop, 1);
@@ -464,11 +578,24 @@ static void timeout_fails(struct __test_metadata *_metadata)
 	EXPECT_EQ(ENOTCONN, errno);
 	EXPECT_LT(now() - t0, 1.0);
 	EXPECT_EQ(0, umount(RC_MNT)) TH_LOG("umount: %s", strerror(errno));
+	/* The instance is gone with its connection */
+	EXPECT_EQ(-1, rc_sysfs("state", v, sizeof(v)));
 	EXPECT_EQ(0, ctl_touch("expect", "timeout\n"));
 }
 
+FIXTURE(rc) {
+};
+
+FIXTURE_SETUP(rc)
+{
+}
+
+FIXTURE_TEARDOWN(rc)
+{
+}
+
 /* One test: what the host does (hf.rc) decides what must happen */
-TEST(reconnect)
+TEST_F_TIMEOUT(rc, reconnect, WORKLOAD_LIMIT + 60)
 {
 	TH_LOG("hf.rc=%s, reconnect_timeout=%u, %s virtiofs.ko", mode, rct,
 	       patched_module() ? "holdfast's" : "the stock");

@@ -8,22 +8,62 @@
 #   6.1-holdfast       the 6.1 guest with holdfast's fuse.ko/virtiofs.ko
 #                      (kernel/build.sh, "make kernel"): smoke on one
 #                      device + resend_test (FUSE_NOTIFY_RESEND backport)
+#   6.1-reconnect      holdfast's modules, virtio-fs reconnect (patch 0003,
+#                      selftests/guest/reconnect_test.c with
+#                      selftests/vm/reconnect-host.sh): a workload runs while
+#                      the host SIGKILLs the server HF_RC_KILLS (20) times and
+#                      holdfastd re-plugs its device through QMP
+#   6.1-replug         the same with the host re-plugging the device (QMP
+#                      device_del + device_add, as a VM manager would), 3 times
+#   6.1-timeout        no new device: the waiting syscall fails with
+#                      ECONNABORTED after reconnect_timeout, umount works
+#   6.1-stock-reconnect  the distribution's modules, same kill: the guest hangs
+#                      in the removal of the dead device (bounded; the host
+#                      checks that DEVICE_DELETED never comes)
 # each one VM booted by run-vm.sh.  The two VMs run at the same time when
 # HF_VM_PARALLEL=1 (default: one after the other).  Ends with the sum as
 # "N passed, N failed".
 #
-#   selftests/vm/check-vm.sh [6.12] [6.1] [6.1-holdfast]
+#   selftests/vm/check-vm.sh [6.12] [6.1] [6.1-holdfast] [6.1-reconnect] ...
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 kernels=("$@")
-[ ${#kernels[@]} -gt 0 ] || kernels=(6.12 6.1 6.1-holdfast)
+[ ${#kernels[@]} -gt 0 ] ||
+	kernels=(6.12 6.1 6.1-holdfast 6.1-reconnect 6.1-replug 6.1-timeout 6.1-stock-reconnect)
 log=$(mktemp -d /tmp/holdfast-vm.XXXXXX)
 t0=$(date +%s)
+
+# The reconnect VMs: device "ctl" (control channel) and "rc" (under test).
+reconnect_vm() {
+	local k=$1 mode cycles=3 rct=60 dev=rc:@nomount,--cache=never mods=() hang=() st
+	case $k in
+	6.1-reconnect) mode=selfheal cycles=${HF_RC_KILLS:-20} dev=$dev,@qmp ;;
+	6.1-replug) mode=reconnect ;;
+	6.1-timeout) mode=timeout rct=3 ;;
+	*) mode=stock hang=(--expect-hang) ;;
+	esac
+	if [ $mode != stock ]; then
+		moddir=$("$here/../../kernel/build.sh" 2>"$log/$k.txt") ||
+			{ echo "0 passed, 1 failed" >>"$log/$k.txt"; return; }
+		mods=(--modules "$moddir")
+	fi
+	st=$log/$k-selftests
+	mkdir -p "$st"
+	cp "${BUILD:-$here/../../build}/selftests/guest/reconnect_test" "$st/" 2>>"$log/$k.txt"
+	HF_RC_MODE=$mode HF_RC_CYCLES=$cycles "$here/run-vm.sh" --kernel 6.1 --run suite \
+		--dev ctl:--cache=never --dev "$dev" "${mods[@]}" --selftests "$st" \
+		--host-script "$here/reconnect-host.sh" --append "hf.rc=$mode hf.rct=$rct" \
+		"${hang[@]}" --timeout "${HF_VM_TIMEOUT:-420}" >"$log/$k.txt" 2>&1
+}
 
 one() {
 	local k=$1 args=() moddir st
 	case $k in
+	6.1-reconnect | 6.1-replug | 6.1-timeout | 6.1-stock-reconnect)
+		reconnect_vm "$k"
+		return
+		;;
 	6.12) args=(--smp 2 --queues 2) ;;
 	6.1-holdfast)
 		moddir=$("$here/../../kernel/build.sh" 2>"$log/$k.txt") ||

@@ -275,8 +275,8 @@ qrc=$?
 qpid=
 wall=$(echo "$(date +%s.%N) - $t0" | bc)
 if [ -n "$hpid" ]; then
-	# The host script ends with the VM; give it a moment to say so.
-	for _ in $(seq 1 50); do kill -0 "$hpid" 2>/dev/null || break; sleep 0.2; done
+	# The host script ends with the VM (it may still verify data).
+	for _ in $(seq 1 300); do kill -0 "$hpid" 2>/dev/null || break; sleep 0.2; done
 	kill "$hpid" 2>/dev/null
 	wait "$hpid" 2>/dev/null
 	hpid=
@@ -287,6 +287,9 @@ drc=0
 for k in "${!pids[@]}"; do
 	p=${pids[$k]}
 	if grep -qx "$p" "$W/killed"; then
+		# The host script's business; stop what it left running.
+		kill -TERM "$p" 2>/dev/null && sleep 1
+		kill -KILL "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
 		continue
 	fi
