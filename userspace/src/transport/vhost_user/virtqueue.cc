@@ -264,6 +264,14 @@ std::string Virtqueue::translate_locked()
         desc_ = avail_ = used_ = nullptr;
         return "vring " + std::to_string(index_) + " addresses are outside the memory table";
     }
+    // Aligned front-end addresses can still land misaligned here when a
+    // region's address and mmap offset disagree; the index and used-entry
+    // atomics would then split across cache lines (SIGBUS with split lock
+    // detection).
+    if ((reinterpret_cast<uintptr_t>(avail_) & 1) || (reinterpret_cast<uintptr_t>(used_) & 3)) {
+        desc_ = avail_ = used_ = nullptr;
+        return "vring " + std::to_string(index_) + " is misaligned in the memory table";
+    }
     return "";
 }
 
