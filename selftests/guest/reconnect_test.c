@@ -31,6 +31,9 @@
  *              new one: the syscall waiting for it must fail with
  *              ECONNABORTED (or ENOTCONN) after reconnect_timeout, and
  *              umount must then work.
+ *   suspend    the guest suspends to RAM SUSPENDS times (the host wakes it
+ *              up with QMP system_wakeup) while the workload runs: freeze
+ *              parks every mount, restore reattaches the same device.
  *   stock      one kill and device_del on the distribution's modules: the
  *              guest is expected to hang (device_del never completes);
  *              only the host's verdict counts (run-vm.sh --expect-hang).
@@ -446,7 +449,26 @@ static long verify_wfile(long recs)
 	return i;
 }
 
-/* hf.rc=reconnect|stock: the workload runs through every reconnect */
+#define SUSPENDS 3
+
+/* Suspend to RAM once; returns when the host has woken the guest up */
+static int suspend_once(void)
+{
+	double t0 = now();
+	int fd, r = 0;
+
+	fd = open("/sys/power/state", O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, "mem", 3) != 3)
+		r = -errno;
+	close(fd);
+	printf("# suspend: %s after %.1f s\n", r ? strerror(-r) : "resumed",
+	       now() - t0);
+	return r;
+}
+
+/* hf.rc=reconnect|selfheal|stock|suspend: the workload runs through all */
 static void workload(struct __test_metadata *_metadata)
 {
 	pthread_t th[5];
@@ -457,6 +479,15 @@ static void workload(struct __test_metadata *_metadata)
 	double t0;
 	int i, r, n;
 
+	if (!strcmp(mode, "suspend")) {
+		/*
+		 * Suspend needs every virtio-fs mount to be able to park, so
+		 * ctl is not mounted by /init either (@nomount).
+		 */
+		ASSERT_TRUE(patched_module());
+		mkdir(CTL, 0755);
+		ASSERT_EQ(0, mount("ctl", CTL, "virtiofs", 0, "reconnect_timeout=60"));
+	}
 	ASSERT_EQ(0, mount_rc()) TH_LOG("mount rc: %s", strerror(errno));
 	ASSERT_EQ(0, make_rfile());
 
@@ -468,11 +499,22 @@ static void workload(struct __test_metadata *_metadata)
 	ASSERT_EQ(0, ctl_touch("go", NULL));
 
 	t0 = now();
+	if (!strcmp(mode, "suspend")) {
+		/* The host wakes the guest up (QMP system_wakeup) */
+		for (cycles = 0; cycles < SUSPENDS && !atomic_load(&nerr);
+		     cycles++) {
+			sleep(1);
+			r = suspend_once();
+			ASSERT_EQ(0, r) TH_LOG("suspend: %s", strerror(-r));
+		}
+		ASSERT_EQ(0, ctl_touch("stop", NULL));
+	}
 	while (!ctl_exists("stop") && atomic_load(&nerr) == 0 &&
 	       now() - t0 < WORKLOAD_LIMIT)
 		usleep(100000);
 	EXPECT_TRUE(ctl_exists("stop")) TH_LOG("the host never said stop");
-	cycles = ctl_number("stop");
+	if (strcmp(mode, "suspend"))
+		cycles = ctl_number("stop");
 	/* Some more work on the last device */
 	sleep(1);
 	atomic_store(&stop, 1);

@@ -15,6 +15,8 @@
 #                      holdfastd re-plugs its device through QMP
 #   6.1-replug         the same with the host re-plugging the device (QMP
 #                      device_del + device_add, as a VM manager would), 3 times
+#   6.1-suspend        the guest suspends to RAM 3 times under the workload
+#                      (freeze parks, restore reattaches; QMP system_wakeup)
 #   6.1-timeout        no new device: the waiting syscall fails with
 #                      ECONNABORTED after reconnect_timeout, umount works
 #   6.1-stock-reconnect  the distribution's modules, same kill: the guest hangs
@@ -30,16 +32,20 @@ set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 kernels=("$@")
 [ ${#kernels[@]} -gt 0 ] ||
-	kernels=(6.12 6.1 6.1-holdfast 6.1-reconnect 6.1-replug 6.1-timeout 6.1-stock-reconnect)
+	kernels=(6.12 6.1 6.1-holdfast 6.1-reconnect 6.1-replug 6.1-suspend 6.1-timeout
+		6.1-stock-reconnect)
 log=$(mktemp -d /tmp/holdfast-vm.XXXXXX)
 t0=$(date +%s)
 
 # The reconnect VMs: device "ctl" (control channel) and "rc" (under test).
 reconnect_vm() {
-	local k=$1 mode cycles=3 rct=60 dev=rc:@nomount,--cache=never mods=() hang=() st
+	local k=$1 mode cycles=3 rct=60 dev=rc:@nomount,--cache=never ctl=ctl:--cache=never
+	local mods=() hang=() st
 	case $k in
 	6.1-reconnect) mode=selfheal cycles=${HF_RC_KILLS:-20} dev=$dev,@qmp ;;
 	6.1-replug) mode=reconnect ;;
+	# Every mount must be able to park: the test mounts ctl itself.
+	6.1-suspend) mode=suspend ctl=ctl:@nomount,--cache=never ;;
 	6.1-timeout) mode=timeout rct=3 ;;
 	*) mode=stock hang=(--expect-hang) ;;
 	esac
@@ -52,7 +58,7 @@ reconnect_vm() {
 	mkdir -p "$st"
 	cp "${BUILD:-$here/../../build}/selftests/guest/reconnect_test" "$st/" 2>>"$log/$k.txt"
 	HF_RC_MODE=$mode HF_RC_CYCLES=$cycles "$here/run-vm.sh" --kernel 6.1 --run suite \
-		--dev ctl:--cache=never --dev "$dev" "${mods[@]}" --selftests "$st" \
+		--dev "$ctl" --dev "$dev" "${mods[@]}" --selftests "$st" \
 		--host-script "$here/reconnect-host.sh" --append "hf.rc=$mode hf.rct=$rct" \
 		"${hang[@]}" --timeout "${HF_VM_TIMEOUT:-420}" >"$log/$k.txt" 2>&1
 }
@@ -60,7 +66,7 @@ reconnect_vm() {
 one() {
 	local k=$1 args=() moddir st
 	case $k in
-	6.1-reconnect | 6.1-replug | 6.1-timeout | 6.1-stock-reconnect)
+	6.1-reconnect | 6.1-replug | 6.1-suspend | 6.1-timeout | 6.1-stock-reconnect)
 		reconnect_vm "$k"
 		return
 		;;

@@ -21,6 +21,9 @@
 #                         (run-vm.sh @qmp) and re-plugs the device itself:
 #                         the host only kills the server HF_RC_CYCLES times,
 #                         waiting for each new server to serve a front-end
+#   HF_RC_MODE=suspend    the guest suspends itself to RAM a few times
+#                         (reconnect_test.c SUSPENDS); each time the host
+#                         wakes it up with QMP system_wakeup
 #   HF_RC_MODE=timeout    SIGKILL, device_del, never a new device
 #   HF_RC_MODE=stock      SIGKILL, device_del: on the stock driver
 #                         DEVICE_DELETED must not come (the guest hangs in
@@ -112,6 +115,22 @@ reconnect | selfheal)
 	[ "$ok" = "$cycles" ]
 	tap $? "$ok of $cycles SIGKILLs of the server, each followed by a new device"
 	echo "$ok" >"$ctl/stop"
+	;;
+suspend)
+	woken=0
+	while vm_alive && [ ! -e "$ctl/stop" ]; do
+		st=$(python3 "$qmp" "$HF_VM_QMP" exec query-status 2>/dev/null)
+		case $st in
+		*'"suspended"'*)
+			python3 "$qmp" "$HF_VM_QMP" exec system_wakeup >/dev/null &&
+				woken=$((woken + 1))
+			echo "# wakeup $woken"
+			;;
+		esac
+		sleep 0.2
+	done
+	[ "$woken" -gt 0 ]
+	tap $? "woke the suspended guest up $woken times"
 	;;
 timeout)
 	sleep "$gap"
