@@ -35,9 +35,12 @@ void save(Harness &h, const char *target, const std::string &name, const std::ve
         fprintf(stderr, "%s/%s: %s\n", target, name.c_str(), err.c_str());
         failures++;
     }
-    std::filesystem::path dir = std::filesystem::path(out_dir) / target;
-    std::filesystem::create_directories(dir);
-    std::ofstream(dir / ("seed-" + name), std::ios::binary)
+    // "regressions/x": a reproducer, kept under its own name.
+    bool repro = name.rfind("regressions/", 0) == 0;
+    std::filesystem::path file =
+        std::filesystem::path(out_dir) / target / (repro ? name + ".bin" : "seed-" + name);
+    std::filesystem::create_directories(file.parent_path());
+    std::ofstream(file, std::ios::binary)
         .write(reinterpret_cast<const char *>(b.data()), std::streamsize(b.size()));
 }
 
@@ -203,6 +206,20 @@ void vhost_msg_seeds()
         s.msg(b.req, b.fds, b.payload.data(), b.payload.size(), b.flags);
         s.msg0(kGetFeatures);
         save(h, "fuzz_vhost_msg", b.name, s.b);
+    }
+    { // Reproducer: a second GET_INFLIGHT_FD while a ring runs (the old
+      // buffer is unmapped; the ring kept writing it until it was fixed).
+        VhostMsgSeed s(cfg);
+        handshake(s, proto);
+        s.msg(kGetInflightFd, InflightDesc{0, 0, 2, kNum});
+        mem_table(s);
+        ring(s, 0);
+        guest_request(s, 0, 0, 0);
+        s.serve(0, 1, 8);
+        s.msg(kGetInflightFd, InflightDesc{0, 0, 2, kNum});
+        guest_request(s, 0, 1, 2);
+        s.serve(0, 1, 8);
+        save(h, "fuzz_vhost_msg", "regressions/inflight-replaced-while-running", s.b);
     }
     { // A payload over the limit.
         VhostMsgSeed s(cfg);
