@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The unit tests and the host selftests once more, against an ASan + UBSan
-# build (build/asan, -DHOLDFAST_SANITIZE=ON, every UBSan finding fatal).
+# build (build/asan, -DHOLDFAST_SANITIZE=ON, every UBSan finding fatal),
+# then the "tsan" suite: scripts/check-tsan.sh (the unit tests and the
+# multi-threaded host selftests against a ThreadSanitizer build).
 # Ends with one line "N passed, N failed", like scripts/check.sh.
 #
-#   scripts/check-asan.sh              unit + host
-#   scripts/check-asan.sh unit         only the unit tests
+#   scripts/check-asan.sh              unit + host + tsan
+#   scripts/check-asan.sh unit         only the unit tests (ASan)
+#   scripts/check-asan.sh tsan         only scripts/check-tsan.sh
 #
 # A sanitizer report fails the run even when no test noticed it: the fd
 # store restarts a server that died of an ASan abort, and the tests would
@@ -18,9 +21,12 @@ build=$root/asan
 t0=$(date +%s)
 mkdir -p "$build"
 
-[ $# -gt 0 ] || set -- unit host
+[ $# -gt 0 ] || set -- unit host tsan
+# The ASan build is needed unless only the tsan suite runs.
+asan_needed=false
+for s in "$@"; do [ "$s" = tsan ] || asan_needed=true; done
 
-if [ ! -f "$build/userspace/build.ninja" ]; then
+if $asan_needed && [ ! -f "$build/userspace/build.ninja" ]; then
 	cmake -S "$top/userspace" -B "$build/userspace" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 		-DHOLDFAST_SANITIZE=ON -DCMAKE_CXX_FLAGS="-fno-sanitize-recover=all" \
 		>"$build.configure.log" 2>&1 || {
@@ -31,8 +37,8 @@ if [ ! -f "$build/userspace/build.ninja" ]; then
 fi
 # holdfast-fdstore must sit next to holdfastd: the server re-executes
 # itself under the store it finds there.
-if ! ninja -C "$build/userspace" holdfast_unit_tests holdfastd holdfastctl holdfast-fdstore \
-	>"$build/ninja.log" 2>&1; then
+if $asan_needed && ! ninja -C "$build/userspace" holdfast_unit_tests holdfastd holdfastctl \
+	holdfast-fdstore >"$build/ninja.log" 2>&1; then
 	tail -40 "$build/ninja.log" >&2
 	echo "check-asan: build failed"
 	echo "0 passed, 1 failed"
@@ -67,8 +73,11 @@ for suite in "$@"; do
 	out=$log/$suite.txt
 	opts=$ASAN_OPTIONS
 	[ "$suite" = unit ] && opts="$opts:detect_leaks=1"
-	ASAN_OPTIONS=$opts BUILD=$build "$top/scripts/check.sh" "$suite" 2>&1 |
-		tee "$out" | grep -v '^[0-9]* passed, [0-9]* failed$'
+	if [ "$suite" = tsan ]; then
+		BUILD=$root "$top/scripts/check-tsan.sh"
+	else
+		ASAN_OPTIONS=$opts BUILD=$build "$top/scripts/check.sh" "$suite"
+	fi 2>&1 | tee "$out" | grep -v '^[0-9]* passed, [0-9]* failed$'
 	last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -1)
 	p=$(echo "$last" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
 	f=$(echo "$last" | sed -n 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/p')

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The unit tests and the multi-threaded host selftests once more, against a
+# ThreadSanitizer build (build/tsan: -fsanitize=thread, the server, the fd
+# store and the unit tests).  Ends with one line "N passed, N failed", like
+# scripts/check.sh; scripts/check-asan.sh runs it as its "tsan" suite, so
+# `make check` includes it.
+#
+#   scripts/check-tsan.sh              unit + host
+#   scripts/check-tsan.sh unit         only the unit tests
+#   TSAN_HOST="data locks" scripts/check-tsan.sh host
+#
+# Which host selftests: those where holdfastd serves from several threads
+# at once (TSAN_HOST, default below): parallel I/O on the /dev/fuse
+# readers and the io_uring queues.
+#
+# A report fails the run even when no test noticed it: every process
+# writes its reports to $log/san.<pid> (TSAN_OPTIONS log_path, exitcode=0
+# so a report does not change what the tests see) and each report found
+# there counts as one failure and is printed.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+root=${BUILD:-$top/build}
+build=$root/tsan
+t0=$(date +%s)
+mkdir -p "$build"
+# Left out by default, each for a reason of its own (TSAN_HOST="recovery
+# locks" runs them):
+#  - recovery_test: clean of races, but its kill-during-restart timings do
+#    not hold at TSan's speed (rec.kill_during_restart failed 1 run in 2:
+#    no resent request seen by the third server).
+#  - locks_test: until FLUSH drops POSIX locks synchronously.  The owner's
+#    OFD lock lives as long as the fd store's copy of that fd, which the
+#    store closes only when it gets to the (asynchronous) FDSTOREREMOVE; at
+#    TSan's speed locks.posix_cross_process sees the lock still held after
+#    close() returned.
+host_tests=${TSAN_HOST:-data uring}
+
+[ $# -gt 0 ] || set -- unit host
+
+if [ ! -f "$build/userspace/build.ninja" ]; then
+	cmake -S "$top/userspace" -B "$build/userspace" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DCMAKE_CXX_FLAGS="-fsanitize=thread" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" \
+		>"$build.configure.log" 2>&1 || {
+		cat "$build.configure.log" >&2
+		echo "0 passed, 1 failed"
+		exit 1
+	}
+fi
+# holdfast-fdstore must sit next to holdfastd: the server re-executes
+# itself under the store it finds there.
+if ! ninja -C "$build/userspace" holdfast_unit_tests holdfastd holdfastctl holdfast-fdstore \
+	>"$build/ninja.log" 2>&1; then
+	tail -40 "$build/ninja.log" >&2
+	echo "check-tsan: build failed"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+for s in "$@"; do
+	if [ "$s" = host ]; then
+		make -s -C "$top/selftests" O="$root/selftests" >/dev/null || {
+			echo "check-tsan: selftests failed to build"
+			echo "0 passed, 1 failed"
+			exit 1
+		}
+	fi
+done
+echo "check-tsan: built in $(($(date +%s) - t0)) s"
+
+log=$(mktemp -d /tmp/holdfast-tsan.XXXXXX)
+# Known races, reported and not fixed yet; each entry goes with its fix.
+# Any other report fails the run.
+cat >"$log/suppressions" <<'EOF'
+# The control thread's status (daemon/server.cc status_json) reads the
+# Engine's Negotiated while a worker writes it in Engine::do_init: plain
+# fields, no lock or atomics.
+race:holdfast::fuse::Negotiated::kernel_has
+race:status_json
+# Passthrough::forget (fs/namespace.cc) reads the inode record's flags
+# without the table's lock while InodeTable::ref rewrites a slot under it.
+race:holdfast::fs::Passthrough::forget
+EOF
+export TSAN_OPTIONS="log_path=$log/san:exitcode=0:halt_on_error=0:second_deadlock_stack=1:history_size=4:suppressions=$log/suppressions"
+export HOLDFASTD=$build/userspace/holdfastd
+export HOLDFASTCTL=$build/userspace/holdfastctl
+export O=$root/selftests
+
+pass=0
+fail=0
+for suite in "$@"; do
+	out=$log/$suite.txt
+	t1=$(date +%s)
+	case $suite in
+	unit) BUILD=$build "$top/scripts/check.sh" unit ;;
+	# shellcheck disable=SC2086
+	host) "$top/selftests/run-host.sh" $host_tests ;;
+	*) echo "check-tsan: unknown suite $suite"; echo "0 passed, 1 failed" ;;
+	esac 2>&1 | tee "$out" | grep -v '^[0-9]* passed, [0-9]* failed'
+	last=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+	p=$(echo "$last" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
+	f=$(echo "$last" | sed -n 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/p')
+	if [ -z "$p" ]; then
+		echo "check-tsan: $suite: no totals"
+		p=0
+		f=1
+	fi
+	echo "check-tsan: $suite: $p passed, $f failed ($(($(date +%s) - t1)) s)"
+	pass=$((pass + p))
+	fail=$((fail + f))
+done
+
+reports=$(grep -l 'WARNING: ThreadSanitizer' "$log"/san.* 2>/dev/null | wc -l)
+if [ "$reports" -gt 0 ]; then
+	echo "check-tsan: $reports process(es) with ThreadSanitizer reports:"
+	for r in $(grep -l 'WARNING: ThreadSanitizer' "$log"/san.*); do
+		echo "--- $r"
+		grep -E 'WARNING: ThreadSanitizer|SUMMARY|^    #[0-3] ' "$r" | head -30
+	done
+	fail=$((fail + reports))
+fi
+echo "check-tsan: $(($(date +%s) - t0)) s; logs: $log"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
