@@ -35,25 +35,9 @@ FIXTURE(upg) {
 	struct hf h;
 };
 
-/*
- * Over FUSE-over-io_uring the old server cannot stop the kernel from
- * handing its entries requests; the successor adopts them.
- */
-FIXTURE_VARIANT(upg) {
-	const char *transport;
-};
-
-FIXTURE_VARIANT_ADD(upg, dev) {
-	.transport = "dev",
-};
-
-FIXTURE_VARIANT_ADD(upg, uring) {
-	.transport = "uring",
-};
-
 FIXTURE_SETUP(upg)
 {
-	struct hf_opts o = { .fault_injection = true, .transport = variant->transport };
+	struct hf_opts o = { .fault_injection = true };
 
 	HF_SETUP(&o);
 }

@@ -223,6 +223,25 @@ TEST_F_TIMEOUT(vhost, disconnect_then_next_front_end, 60)
 	ASSERT_NE(0, stat(self->sock, &st));
 }
 
+TEST_F_TIMEOUT(vhost, silent_front_end_does_not_block_the_next, 60)
+{
+	const char *opts[] = { "--recovery", "off", "--reconnect", NULL };
+	int silent;
+
+	start(self, opts);
+	/*
+	 * A chardev left by a re-plug cut short connects and never speaks;
+	 * the device added next must still be served.
+	 */
+	silent = fe_connect(self->sock);
+	ASSERT_LE(0, silent);
+	usleep(100000);
+	ASSERT_NE(0, fe_once(self->sock) & VHOST_F_VERSION_1);
+	close(silent);
+	ASSERT_NE(0, fe_once(self->sock) & VHOST_F_VERSION_1);
+	ASSERT_TRUE(hf_pid_alive(self->pid));
+}
+
 TEST_F_TIMEOUT(vhost, without_reconnect_one_front_end, 60)
 {
 	const char *opts[] = { "--recovery", "off", NULL };

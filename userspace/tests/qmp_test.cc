@@ -303,6 +303,60 @@ TEST(Qmp, ReplugRunsTheWholeSequence)
     EXPECT_EQ(*crm->get_string("id"), "char0");
 }
 
+TEST(Qmp, PropsAreReportedBeforeDeviceDel)
+{
+    FakeQemu q(good_qemu);
+    Client c(q, 50);
+    ASSERT_EQ(c.handshake(), "");
+    ReplugOptions o = opts();
+    size_t at = 0;
+    DeviceProps seen;
+    o.on_props = [&](const DeviceProps &p) {
+        seen = p;
+        at = q.commands.size();
+    };
+    ASSERT_EQ(replug(c, o).status, ReplugStatus::ok);
+    EXPECT_EQ(seen.tag, "myfs");
+    ASSERT_LT(at, q.commands.size());
+    EXPECT_EQ(q.commands[at], "device_del"); // reported before anything changed
+    DeviceProps back;
+    ASSERT_TRUE(props_from_json(props_to_json(seen), back));
+    EXPECT_EQ(back.tag, "myfs");
+    EXPECT_EQ(back.chardev, "char0");
+    EXPECT_EQ(back.bus, "pci.0");
+    EXPECT_EQ(back.addr, "2.0");
+    EXPECT_EQ(back.num_request_queues, 2);
+    EXPECT_EQ(back.queue_size, 1024);
+    for (const char *bad : {"", "{}", "[]", R"({"tag": ""})", "{\"tag\": 1}",
+                            R"({"tag":"t","chardev":"c","bus":"b","addr":"a",)"
+                            R"("num-request-queues":"1","queue-size":1})"})
+        EXPECT_FALSE(props_from_json(bad, back)) << bad;
+}
+
+TEST(Qmp, ReplugCutShortIsFinished)
+{
+    // A server died between device_del and device_add: the device is gone,
+    // and its successor adds it back from the properties it was handed.
+    FakeQemu q([](const std::string &cmd, const json::Value &args) -> std::vector<std::string> {
+        if (cmd == "qom-get")
+            return {R"({"error": {"class": "DeviceNotFound", "desc": "gone"}, "id": $ID})"};
+        return good_qemu(cmd, args);
+    });
+    Client c(q, 50);
+    ASSERT_EQ(c.handshake(), "");
+    ReplugOptions o = opts();
+    o.known = {"myfs", "char0", "pci.0", "2.0", 2, 1024};
+    ReplugResult r = replug(c, o);
+    EXPECT_EQ(r.status, ReplugStatus::ok) << r.message;
+    std::vector<std::string> want = {"qmp_capabilities", "qom-get", "chardev-remove", "chardev-add",
+                                     "device_add"};
+    EXPECT_EQ(q.commands, want);
+    json::Value h;
+    const json::Value *add = args_of(q, "device_add", h);
+    EXPECT_EQ(*add->get_string("tag"), "myfs");
+    EXPECT_EQ(*add->get_string("addr"), "2.0");
+}
+
 TEST(Qmp, NoSuchDevice)
 {
     FakeQemu q(good_qemu);

@@ -17,21 +17,30 @@ namespace holdfast::daemon {
 
 namespace {
 
-// The agent: one request byte in, one result (status byte + message) out.
+// The agent.  Requests: 'R' + the properties of a re-plug cut short (JSON,
+// or nothing).  Replies: 'P' + the device's properties once read, then the
+// status digit + message.
 [[noreturn]] void agent_main(int sock, const std::string &qmp, const std::string &device,
                              const std::string &path)
 {
-    vmm::ReplugOptions ro;
-    ro.device = device;
-    ro.socket_path = path;
-    ro.log = [](const std::string &s) { LOG_INFO("qmp: %s", s.c_str()); };
     for (;;) {
-        char req;
-        ssize_t n = recv(sock, &req, 1, 0);
+        char req[4096];
+        ssize_t n = recv(sock, req, sizeof(req), 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             _exit(0); // the server closed its end: it is stopping
+        vmm::ReplugOptions ro;
+        ro.device = device;
+        ro.socket_path = path;
+        ro.log = [](const std::string &s) { LOG_INFO("qmp: %s", s.c_str()); };
+        ro.on_props = [sock](const vmm::DeviceProps &p) {
+            std::string m = "P" + vmm::props_to_json(p);
+            if (m.size() < 4096)
+                (void)!send(sock, m.data(), m.size(), MSG_NOSIGNAL);
+        };
+        if (n > 1 && !vmm::props_from_json(std::string(req + 1, size_t(n - 1)), ro.known))
+            ro.known = {};
         LOG_INFO("qmp: re-plugging device %s through %s", device.c_str(), qmp.c_str());
         vmm::ReplugResult r = vmm::replug_at(qmp, ro);
         std::string msg(1, char('0' + int(r.status)));
@@ -44,7 +53,7 @@ namespace {
 } // namespace
 
 ReplugAgent ReplugAgent::start(const std::string &qmp_socket, const std::string &device,
-                               const std::string &socket_path)
+                               const std::string &socket_path, Fd pending)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -81,6 +90,7 @@ ReplugAgent ReplugAgent::start(const std::string &qmp_socket, const std::string 
     close(sv[1]);
     ReplugAgent a;
     a.sock_.reset(sv[0]);
+    a.pending_ = std::move(pending);
     a.pid_ = pid;
     LOG_DBG("qmp agent: pid %d", int(pid));
     return a;
@@ -96,12 +106,20 @@ ReplugAgent::~ReplugAgent()
 
 void ReplugAgent::request()
 {
-    char c = 'R';
-    if (send(sock_.get(), &c, 1, MSG_NOSIGNAL) < 0)
+    std::string req = "R";
+    if (pending_) {
+        char buf[4000];
+        ssize_t n = pread(pending_.get(), buf, sizeof(buf), 0);
+        if (n > 0) {
+            req.append(buf, size_t(n));
+            LOG_INFO("qmp: the last re-plug was cut short; its device: %.*s", int(n), buf);
+        }
+    }
+    if (send(sock_.get(), req.data(), req.size(), MSG_NOSIGNAL) < 0)
         LOG_ERR("qmp agent: %s", strerror(errno));
 }
 
-vmm::ReplugResult ReplugAgent::result()
+std::optional<vmm::ReplugResult> ReplugAgent::result()
 {
     char buf[4096];
     ssize_t n = recv(sock_.get(), buf, sizeof(buf), 0);
@@ -114,16 +132,26 @@ vmm::ReplugResult ReplugAgent::result()
         sock_.reset();
         return r;
     }
+    if (buf[0] == 'P') {
+        // Kept until the re-plug succeeds: a successor finishes it.
+        if (pending_ && (ftruncate(pending_.get(), 0) < 0 ||
+                         pwrite(pending_.get(), buf + 1, size_t(n - 1), 0) < 0))
+            LOG_WARN("qmp: cannot keep the device's properties: %s", strerror(errno));
+        return std::nullopt;
+    }
     int st = buf[0] - '0';
     r.status = st >= 0 && st <= int(vmm::ReplugStatus::failed) ? vmm::ReplugStatus(st)
                                                                : vmm::ReplugStatus::failed;
     r.message.assign(buf + 1, size_t(n - 1));
-    if (r.status == vmm::ReplugStatus::ok)
+    if (r.status == vmm::ReplugStatus::ok) {
         LOG_INFO("qmp: %s", r.message.c_str());
-    else if (r.status == vmm::ReplugStatus::failed)
+        if (pending_ && ftruncate(pending_.get(), 0) < 0)
+            LOG_WARN("qmp: %s", strerror(errno));
+    } else if (r.status == vmm::ReplugStatus::failed) {
         LOG_ERR("qmp: re-plug failed: %s", r.message.c_str());
-    else
+    } else {
         LOG_WARN("qmp: %s: %s", vmm::replug_status_name(r.status), r.message.c_str());
+    }
     return r;
 }
 

@@ -19,8 +19,11 @@ namespace holdfast::daemon {
 class ReplugAgent {
   public:
     // Forks the agent.  Call while single-threaded.  Throws on failure.
+    // `pending` (a memfd the fd store keeps) holds the properties of the
+    // device while a re-plug is under way, so that a server restarted
+    // between device_del and device_add can finish it.
     static ReplugAgent start(const std::string &qmp_socket, const std::string &device,
-                             const std::string &socket_path);
+                             const std::string &socket_path, Fd pending);
     ReplugAgent(ReplugAgent &&) = default;
     ReplugAgent &operator=(ReplugAgent &&) = delete;
     ~ReplugAgent();
@@ -28,12 +31,15 @@ class ReplugAgent {
     // Asks for a re-plug; the result becomes readable on fd().
     void request();
     int fd() const { return sock_.get(); }
-    // Reads the result of the last request (fd() is readable) and logs it.
-    vmm::ReplugResult result();
+    // Reads what the agent sent (fd() is readable): the result of the last
+    // request (logged here), or nothing when it only reported the device's
+    // properties (kept in `pending`).
+    std::optional<vmm::ReplugResult> result();
 
   private:
     ReplugAgent() = default;
     Fd sock_;
+    Fd pending_;
     pid_t pid_ = -1;
 };
 

@@ -31,6 +31,7 @@
 #include <mutex>
 #include <optional>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -207,7 +208,9 @@ Listener listen_on(const std::string &path)
 }
 
 // Why serve_connection() returned.
-enum class Ended { disconnected, dropped, signal };
+// idle: the connection never sent a message and another one came (a chardev
+// left behind by a re-plug cut short connects and never speaks).
+enum class Ended { disconnected, dropped, signal, idle };
 
 struct Served {
     uint64_t requests = 0, bad_chains = 0;
@@ -218,7 +221,7 @@ struct Served {
 // then some are still busy in the host filesystem and must be left behind.
 // `agent`, if any, reports while we serve (its re-plug made this
 // connection: its verdict arrives after the device_add).
-Ended serve_connection(const Options &o, Fd conn, int sigfd, ReplugAgent *agent,
+Ended serve_connection(const Options &o, Fd conn, int sigfd, int listen_fd, ReplugAgent *agent,
                        fuse::Engine &engine, Served &total, bool &stuck, int &signo)
 {
     vhost::BackendConfig cfg;
@@ -243,12 +246,15 @@ Ended serve_connection(const Options &o, Fd conn, int sigfd, ReplugAgent *agent,
     };
 
     Ended how = Ended::disconnected;
+    bool active = false; // the front-end sent a message
     std::vector<uint8_t> payload;
     std::vector<int> fds;
     for (;;) {
-        pollfd p[3] = {
-            {conn.get(), POLLIN, 0}, {sigfd, POLLIN, 0}, {agent ? agent->fd() : -1, POLLIN, 0}};
-        if (poll(p, 3, -1) < 0) {
+        pollfd p[4] = {{conn.get(), POLLIN, 0},
+                       {sigfd, POLLIN, 0},
+                       {agent ? agent->fd() : -1, POLLIN, 0},
+                       {active ? -1 : listen_fd, POLLIN, 0}};
+        if (poll(p, 4, -1) < 0) {
             if (errno == EINTR)
                 continue;
             LOG_ERR("poll: %s", strerror(errno));
@@ -265,6 +271,12 @@ Ended serve_connection(const Options &o, Fd conn, int sigfd, ReplugAgent *agent,
         }
         if (p[2].revents)
             agent->result(); // logged there; nothing to do while served
+        if (!active && (p[3].revents & POLLIN) && !(p[0].revents & POLLIN)) {
+            LOG_WARN("a front-end connected but never spoke, and another is waiting: "
+                     "serving that one");
+            how = Ended::idle;
+            break;
+        }
         if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
             continue;
         vhost::MsgHeader hdr;
@@ -279,6 +291,7 @@ Ended serve_connection(const Options &o, Fd conn, int sigfd, ReplugAgent *agent,
             how = Ended::dropped;
             break;
         }
+        active = true;
         vhost::Message m;
         err = vhost::parse(hdr, payload, fds, backend.max_queues(), m);
         vhost::Response resp;
@@ -329,7 +342,7 @@ Ended serve_connection(const Options &o, Fd conn, int sigfd, ReplugAgent *agent,
     }
     for (auto &t : threads)
         t.join();
-    return how;
+    return !active && how == Ended::disconnected ? Ended::idle : how;
 }
 
 void log_totals(const fuse::Engine &engine, const Served &total)
@@ -397,6 +410,7 @@ int serve_vhost(const Options &o)
     const size_t stored_fds = stored.size();
     Fd memfd = take_named(stored, "state");
     Fd stored_listener = take_named(stored, "vhost-listen");
+    Fd pending_replug = take_named(stored, "vhost-device");
     const bool recovering = bool(memfd);
     if (!recovering && o.recovery && !notifier.available())
         LOG_WARN("no fd store: a crash of this process will take the VM's file system down");
@@ -476,7 +490,15 @@ int serve_vhost(const Options &o)
                             "socket is bound to (QEMU connects a new chardev there)\n");
             return 1;
         }
-        agent.emplace(ReplugAgent::start(o.qmp_socket, o.qmp_device, path));
+        // The device's properties during a re-plug: in the fd store, so that
+        // a successor can finish a re-plug we die in the middle of.
+        if (!pending_replug) {
+            pending_replug.reset(memfd_create("holdfast-replug", MFD_CLOEXEC));
+            if (pending_replug && rec.store)
+                rec.store->store("vhost-device", pending_replug.get());
+        }
+        agent.emplace(
+            ReplugAgent::start(o.qmp_socket, o.qmp_device, path, std::move(pending_replug)));
     }
 
     // Everything the server needs from the host is open: lock ourselves in.
@@ -552,9 +574,9 @@ int serve_vhost(const Options &o)
                 break;
             }
             if (p[2].revents) {
-                vmm::ReplugResult r = agent->result();
-                if (r.status == vmm::ReplugStatus::qemu_gone) {
-                    LOG_INFO("QEMU is gone (%s): exiting", r.message.c_str());
+                auto r = agent->result();
+                if (r && r->status == vmm::ReplugStatus::qemu_gone) {
+                    LOG_INFO("QEMU is gone (%s): exiting", r->message.c_str());
                     stop = true;
                     break;
                 }
@@ -571,10 +593,15 @@ int serve_vhost(const Options &o)
                                               : "");
         bool stuck = false;
         int signo = 0;
-        Ended how = serve_connection(o, std::move(conn), sigfd.get(), agent ? &*agent : nullptr,
-                                     engine, total, stuck, signo);
+        Ended how = serve_connection(o, std::move(conn), sigfd.get(), lis.fd.get(),
+                                     agent ? &*agent : nullptr, engine, total, stuck, signo);
         if (how == Ended::signal)
             break;
+        if (how == Ended::idle) {
+            // Not a device: nothing was served, nothing to re-plug.
+            LOG_INFO("a front-end left without a word; waiting for the next");
+            continue;
+        }
         if (!o.reconnect) {
             // Like virtiofsd: the front-end went away, and so do we.
             status = how == Ended::dropped ? 1 : 0;

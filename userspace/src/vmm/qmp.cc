@@ -307,6 +307,29 @@ std::string device_add_args(const std::string &id, const std::string &chardev, c
     return a + "}";
 }
 
+std::string props_to_json(const DeviceProps &p)
+{
+    return "{\"tag\":" + json::quote(p.tag) + ",\"chardev\":" + json::quote(p.chardev) +
+           ",\"bus\":" + json::quote(p.bus) + ",\"addr\":" + json::quote(p.addr) +
+           ",\"num-request-queues\":" + std::to_string(p.num_request_queues) +
+           ",\"queue-size\":" + std::to_string(p.queue_size) + "}";
+}
+
+bool props_from_json(const std::string &text, DeviceProps &out)
+{
+    json::Value v;
+    if (!json::parse(text, v).empty() || !v.is_object())
+        return false;
+    const std::string *tag = v.get_string("tag"), *chardev = v.get_string("chardev"),
+                      *bus = v.get_string("bus"), *addr = v.get_string("addr");
+    const json::Value *nrq = v.get("num-request-queues"), *qs = v.get("queue-size");
+    if (!tag || tag->empty() || !chardev || !bus || !addr || !nrq || !nrq->is_integer() || !qs ||
+        !qs->is_integer())
+        return false;
+    out = DeviceProps{*tag, *chardev, *bus, *addr, nrq->integer, qs->integer};
+    return true;
+}
+
 const char *replug_status_name(ReplugStatus s)
 {
     switch (s) {
@@ -338,29 +361,39 @@ ReplugResult replug(Client &c, const ReplugOptions &o)
 
     DeviceProps p;
     Reply r = read_device(c, o.device, p);
-    if (!r.ok) {
+    const bool resume = !r.ok && r.error_class == "DeviceNotFound" && !o.known.tag.empty();
+    if (resume) {
+        // Our own re-plug was cut short after device_del: finish it.
+        p = o.known;
+        log("device " + o.device +
+            " is gone, and a re-plug was cut short: adding it back as it "
+            "was (tag=" +
+            p.tag + ")");
+    } else if (!r.ok) {
         if (r.error_class == "DeviceNotFound")
             return {ReplugStatus::no_device, "no device '" + o.device +
                                                  "' in the VM (removed by its manager?): "
                                                  "nothing to re-plug"};
         return fail("reading device '" + o.device + "'", r);
+    } else {
+        log("device " + o.device + ": tag=" + p.tag + " chardev=" + p.chardev + " bus=" + p.bus +
+            " addr=" + p.addr + " num-request-queues=" + std::to_string(p.num_request_queues) +
+            " queue-size=" + std::to_string(p.queue_size));
+        if (o.on_props)
+            o.on_props(p);
+        log("device_del " + o.device);
+        r = c.execute("device_del", "{\"id\":" + json::quote(o.device) + "}");
+        if (!r.ok)
+            return fail("device_del " + o.device, r);
     }
-    log("device " + o.device + ": tag=" + p.tag + " chardev=" + p.chardev + " bus=" + p.bus +
-        " addr=" + p.addr + " num-request-queues=" + std::to_string(p.num_request_queues) +
-        " queue-size=" + std::to_string(p.queue_size));
-
-    log("device_del " + o.device);
-    r = c.execute("device_del", "{\"id\":" + json::quote(o.device) + "}");
-    if (!r.ok)
-        return fail("device_del " + o.device, r);
     auto t0 = std::chrono::steady_clock::now();
-    bool deleted = c.wait_event(
-        "DEVICE_DELETED",
-        [&](const json::Value &d) {
-            const std::string *dev = d.get_string("device");
-            return dev && *dev == o.device;
-        },
-        o.delete_timeout_ms);
+    bool deleted = resume || c.wait_event(
+                                 "DEVICE_DELETED",
+                                 [&](const json::Value &d) {
+                                     const std::string *dev = d.get_string("device");
+                                     return dev && *dev == o.device;
+                                 },
+                                 o.delete_timeout_ms);
     if (!deleted) {
         ReplugResult res;
         res.status = c.broken() ? ReplugStatus::qemu_gone : ReplugStatus::failed;
@@ -371,11 +404,12 @@ ReplugResult replug(Client &c, const ReplugOptions &o)
                       "the dead back-end had)";
         return res;
     }
-    log("DEVICE_DELETED " + o.device + " after " +
-        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                           std::chrono::steady_clock::now() - t0)
-                           .count()) +
-        " ms");
+    if (!resume)
+        log("DEVICE_DELETED " + o.device + " after " +
+            std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now() - t0)
+                               .count()) +
+            " ms");
 
     if (!p.chardev.empty()) {
         log("chardev-remove " + p.chardev);

@@ -88,6 +88,10 @@ struct DeviceProps {
     int64_t queue_size = -1;
 };
 
+// DeviceProps as a JSON object, and back (false if `text` is not one).
+std::string props_to_json(const DeviceProps &p);
+bool props_from_json(const std::string &text, DeviceProps &out);
+
 // Reads the properties of /machine/peripheral/<id>.  Returns the failed
 // reply (its class is "DeviceNotFound" when there is no such device), or
 // an ok one.
@@ -111,6 +115,13 @@ struct ReplugOptions {
     std::string chardev_id;  // id for the new chardev ("" = <device>-hf<n>)
     int delete_timeout_ms = 10000;
     std::function<void(const std::string &)> log; // one line per step
+    // Called with the device's properties once read, before device_del:
+    // a caller that may die mid-way keeps them (see `known`).
+    std::function<void(const DeviceProps &)> on_props;
+    // The properties a re-plug that was cut short (between device_del and
+    // device_add) had read: if the device is gone, it is added back from
+    // these.  Empty tag: none.
+    DeviceProps known;
 };
 
 // device_del, wait for DEVICE_DELETED, chardev-remove, chardev-add,
