@@ -31,6 +31,53 @@
 /* Comment lines keep the harness's TAP stream valid. */
 #define hf_log(fmt, ...) fprintf(stderr, "# holdfast: " fmt "\n", ##__VA_ARGS__)
 
+#define HF_ENABLE_URING "/sys/module/fuse/parameters/enable_uring"
+
+char hf_uring_param(void)
+{
+	char c = 0;
+	int fd = open(HF_ENABLE_URING, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	if (read(fd, &c, 1) != 1)
+		c = 0;
+	close(fd);
+	return c;
+}
+
+int hf_uring_set(char v)
+{
+	int fd = open(HF_ENABLE_URING, O_WRONLY | O_CLOEXEC);
+	int r;
+
+	if (fd < 0)
+		return -1;
+	r = write(fd, &v, 1) == 1 ? 0 : -1;
+	close(fd);
+	return r;
+}
+
+const char *hf_transport_unavailable(const struct hf_opts *o)
+{
+	if (!o || !o->transport || strcmp(o->transport, "uring"))
+		return NULL;
+	if (!hf_uring_param())
+		return "no " HF_ENABLE_URING ": this kernel has no FUSE-over-io_uring (6.14+, "
+		       "CONFIG_FUSE_IO_URING)";
+	if (access(HF_ENABLE_URING, W_OK))
+		return "cannot write " HF_ENABLE_URING " to enable FUSE-over-io_uring";
+	return NULL;
+}
+
+static void uring_restore(struct hf *h)
+{
+	if (h->uring_old && hf_uring_param() != h->uring_old && hf_uring_set(h->uring_old))
+		hf_log("could not restore %s to %c", HF_ENABLE_URING, h->uring_old);
+	h->uring_old = 0;
+}
+
+
 long long hf_now_ms(void)
 {
 	struct timespec ts;
@@ -466,7 +513,7 @@ static void build_argv(const char **argv, int max, const char *bin, const struct
 		       const struct hf_opts *o, char *threads, char *extra)
 {
 	const char *lvl = getenv("HOLDFAST_LOG_LEVEL");
-	const char *transport = getenv("HOLDFAST_TRANSPORT");
+	const char *transport = o && o->transport ? o->transport : getenv("HOLDFAST_TRANSPORT");
 	int n = 0;
 
 	argv[n++] = bin;
@@ -630,12 +677,23 @@ int hf_start(struct hf *h, const struct hf_opts *o, unsigned int timeout_s)
 	memset(h, 0, sizeof(*h));
 	h->wd_fd = -1;
 	h->fault_injection = o && o->fault_injection;
+	if (o && o->transport && !strcmp(o->transport, "uring")) {
+		char old = hf_uring_param();
+
+		if (old != 'Y' && hf_uring_set('Y')) {
+			hf_log("cannot set %s: %s", HF_ENABLE_URING, strerror(errno));
+			return -1;
+		}
+		h->uring_old = old;
+	}
 	/* Tests compare exact modes; the kernel applies the caller's umask. */
 	umask(0);
 
 	snprintf(h->base, sizeof(h->base), "/tmp/holdfast-st.XXXXXX");
 	if (!mkdtemp(h->base)) {
 		hf_log("mkdtemp: %s", strerror(errno));
+		h->base[0] = 0;
+		uring_restore(h);
 		return -1;
 	}
 	/* uid 65534 must be able to walk to the mount and the source. */
@@ -713,6 +771,8 @@ fail_stop:
 	return -1;
 fail_rm:
 	hf_rm_rf(h->base);
+	h->base[0] = 0;
+	uring_restore(h);
 	return -1;
 }
 
@@ -886,8 +946,10 @@ static void keep_log(const struct hf *h)
 
 void hf_teardown(struct hf *h, bool failed)
 {
-	if (!h->base[0])
+	if (!h->base[0]) {
+		uring_restore(h);
 		return;
+	}
 	/* A request stalled by fault injection would keep SIGTERM from ending the server. */
 	if (h->fault_injection && h->started && !h->reaped)
 		hf_ctl(h, NULL, 0, 3000, "unstall", NULL);
@@ -911,6 +973,7 @@ void hf_teardown(struct hf *h, bool failed)
 	hf_rm_rf(h->base);
 	h->base[0] = 0;
 	h->started = false;
+	uring_restore(h);
 }
 
 /*

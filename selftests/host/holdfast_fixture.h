@@ -67,6 +67,13 @@ struct hf_opts {
 	 * fuse module's enable_uring must be Y).
 	 */
 	const char *extra_args;
+	/*
+	 * "dev" or "uring": --transport for this test, whatever
+	 * $HOLDFAST_TRANSPORT says.  With "uring", hf_start() sets the fuse
+	 * module's enable_uring to Y and hf_teardown() puts the old value
+	 * back; HF_SETUP skips the test, saying why, if that cannot be done.
+	 */
+	const char *transport;
 };
 
 struct hf {
@@ -83,7 +90,19 @@ struct hf {
 	bool reaped;
 	bool started;
 	bool fault_injection;	/* teardown releases stalled requests first */
+	char uring_old;		/* enable_uring before hf_start() set it; 0: untouched */
 };
+
+/*
+ * Why a test asking for @o->transport "uring" cannot run here (no
+ * FUSE-over-io_uring in the kernel, enable_uring not writable), or NULL.
+ */
+const char *hf_transport_unavailable(const struct hf_opts *o);
+
+/* The fuse module's enable_uring: 'Y' or 'N', 0 if the kernel has none. */
+char hf_uring_param(void);
+/* Set it; 0 or -1 with errno. */
+int hf_uring_set(char v);
 
 /*
  * Start holdfastd on a fresh scratch tree and wait until the mount is live.
@@ -216,9 +235,14 @@ int hf_log_count(const struct hf *h, const char *needle);
  * the test process with the harness's "skip" exit code instead.
  */
 #define HF_SETUP(_opts) do {						\
+	const char *_why;						\
+									\
 	if (geteuid() != 0)						\
 		SKIP(_exit(255), "holdfastd must run as root (euid %d)",	\
 		     (int)geteuid());						\
+	_why = hf_transport_unavailable(_opts);				\
+	if (_why)							\
+		SKIP(_exit(255), "%s", _why);				\
 	ASSERT_EQ(0, hf_start(&self->h, (_opts), _metadata->timeout));	\
 } while (0)
 

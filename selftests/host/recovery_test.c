@@ -227,23 +227,47 @@ FIXTURE(nonidem) {
 
 FIXTURE_VARIANT(nonidem) {
 	const char *point;
+	const char *transport;
 };
 
 FIXTURE_VARIANT_ADD(nonidem, before) {
 	.point = "before",
+	.transport = "dev",
 };
 
 FIXTURE_VARIANT_ADD(nonidem, mid) {
 	.point = "mid",
+	.transport = "dev",
 };
 
 FIXTURE_VARIANT_ADD(nonidem, after) {
 	.point = "after",
+	.transport = "dev",
+};
+
+/*
+ * The same over FUSE-over-io_uring: the request sits on the dead server's
+ * ring entry, where FUSE_NOTIFY_RESEND does not reach; the successor adopts
+ * the entry (Documentation/io-uring.rst) and the journal answers it.
+ */
+FIXTURE_VARIANT_ADD(nonidem, before_uring) {
+	.point = "before",
+	.transport = "uring",
+};
+
+FIXTURE_VARIANT_ADD(nonidem, mid_uring) {
+	.point = "mid",
+	.transport = "uring",
+};
+
+FIXTURE_VARIANT_ADD(nonidem, after_uring) {
+	.point = "after",
+	.transport = "uring",
 };
 
 FIXTURE_SETUP(nonidem)
 {
-	struct hf_opts o = { .fault_injection = true };
+	struct hf_opts o = { .fault_injection = true, .transport = variant->transport };
 
 	HF_SETUP(&o);
 }
@@ -759,14 +783,64 @@ FIXTURE(rec) {
 	struct hf h;
 };
 
+/* Every crash test runs over /dev/fuse and over FUSE-over-io_uring. */
+FIXTURE_VARIANT(rec) {
+	const char *transport;
+};
+
+FIXTURE_VARIANT_ADD(rec, dev) {
+	.transport = "dev",
+};
+
+FIXTURE_VARIANT_ADD(rec, uring) {
+	.transport = "uring",
+};
+
 FIXTURE_SETUP(rec)
 {
-	struct hf_opts o = { .fault_injection = true };
+	struct hf_opts o = { .fault_injection = true, .transport = variant->transport };
 
 	HF_SETUP(&o);
 }
 
 FIXTURE_TEARDOWN(rec)
+{
+	HF_TEARDOWN();
+}
+
+/*
+ * Requests the kernel dispatches while a killed server's ring is being torn
+ * down fail with ECANCELED on 6.18 (fuse_uring_send_in_task() for a dead
+ * task ends the request; Documentation/io-uring.rst, "Risks").  Tests that
+ * keep issuing requests through the kill hit that window, so by default they
+ * run over /dev/fuse only; -DHF_URING_EXIT_RACE adds their io_uring variant.
+ */
+FIXTURE(rec_exit) {
+	struct hf h;
+};
+
+FIXTURE_VARIANT(rec_exit) {
+	const char *transport;
+};
+
+FIXTURE_VARIANT_ADD(rec_exit, dev) {
+	.transport = "dev",
+};
+
+#ifdef HF_URING_EXIT_RACE
+FIXTURE_VARIANT_ADD(rec_exit, uring) {
+	.transport = "uring",
+};
+#endif
+
+FIXTURE_SETUP(rec_exit)
+{
+	struct hf_opts o = { .fault_injection = true, .transport = variant->transport };
+
+	HF_SETUP(&o);
+}
+
+FIXTURE_TEARDOWN(rec_exit)
 {
 	HF_TEARDOWN();
 }
@@ -836,13 +910,24 @@ FIXTURE_VARIANT(stream) {
 };
 
 FIXTURE_VARIANT_ADD(stream, cache_auto) {
-	.o = { .cache = "auto" },
+	.o = { .cache = "auto", .transport = "dev" },
 };
 
 /* Writes reach the server later, from the kernel's writeback. */
 FIXTURE_VARIANT_ADD(stream, cache_always_wb) {
-	.o = { .cache = "always", .writeback = true },
+	.o = { .cache = "always", .writeback = true, .transport = "dev" },
 };
+
+/* See rec_exit: writes go on through every kill. */
+#ifdef HF_URING_EXIT_RACE
+FIXTURE_VARIANT_ADD(stream, cache_auto_uring) {
+	.o = { .cache = "auto", .transport = "uring" },
+};
+
+FIXTURE_VARIANT_ADD(stream, cache_always_wb_uring) {
+	.o = { .cache = "always", .writeback = true, .transport = "uring" },
+};
+#endif
 
 FIXTURE_SETUP(stream)
 {
@@ -1253,7 +1338,7 @@ TEST_F(rec, flock_held_across_kill)
 	lock_survives(_metadata, &self->h, "flock", try_flock);
 }
 
-TEST_F(rec, mmap_shared_across_kill)
+TEST_F(rec_exit, mmap_shared_across_kill)
 {
 	const size_t len = 3 * 4096;
 	char *map, *host;
@@ -1491,14 +1576,57 @@ FIXTURE(many) {
 	struct hf h;
 };
 
+FIXTURE_VARIANT(many) {
+	const char *transport;
+};
+
+FIXTURE_VARIANT_ADD(many, dev) {
+	.transport = "dev",
+};
+
+FIXTURE_VARIANT_ADD(many, uring) {
+	.transport = "uring",
+};
+
 FIXTURE_SETUP(many)
 {
-	struct hf_opts o = { 0 };
+	struct hf_opts o = { .transport = variant->transport };
 
 	HF_SETUP(&o);
 }
 
 FIXTURE_TEARDOWN(many)
+{
+	HF_TEARDOWN();
+}
+
+/* See rec_exit. */
+FIXTURE(many_exit) {
+	struct hf h;
+};
+
+FIXTURE_VARIANT(many_exit) {
+	const char *transport;
+};
+
+FIXTURE_VARIANT_ADD(many_exit, dev) {
+	.transport = "dev",
+};
+
+#ifdef HF_URING_EXIT_RACE
+FIXTURE_VARIANT_ADD(many_exit, uring) {
+	.transport = "uring",
+};
+#endif
+
+FIXTURE_SETUP(many_exit)
+{
+	struct hf_opts o = { .transport = variant->transport };
+
+	HF_SETUP(&o);
+}
+
+FIXTURE_TEARDOWN(many_exit)
 {
 	HF_TEARDOWN();
 }
@@ -1521,7 +1649,7 @@ TEST_F_TIMEOUT(many, readdir_10k_killed_between_chunks, 90)
 #define MANY_KILLS	200
 #define MANY_WORKERS	4
 
-TEST_F_TIMEOUT(many, repeated_kills_mixed_workload, 170)
+TEST_F_TIMEOUT(many_exit, repeated_kills_mixed_workload, 170)
 {
 	static double cts[MANY_KILLS + 8], k2a[MANY_KILLS + 8];
 	long iterations, syscalls, failures, corrupt, bytes;

@@ -35,9 +35,25 @@ FIXTURE(upg) {
 	struct hf h;
 };
 
+/*
+ * Over FUSE-over-io_uring the old server cannot stop the kernel from
+ * handing its entries requests; the successor adopts them.
+ */
+FIXTURE_VARIANT(upg) {
+	const char *transport;
+};
+
+FIXTURE_VARIANT_ADD(upg, dev) {
+	.transport = "dev",
+};
+
+FIXTURE_VARIANT_ADD(upg, uring) {
+	.transport = "uring",
+};
+
 FIXTURE_SETUP(upg)
 {
-	struct hf_opts o = { .fault_injection = true };
+	struct hf_opts o = { .fault_injection = true, .transport = variant->transport };
 
 	HF_SETUP(&o);
 }

@@ -654,6 +654,53 @@ TEST(RegionAttach, RefusesCorruptInitRecord) {
     EXPECT_NE(attach_error(old.region), "");
 }
 
+TEST(RegionAttach, UringTableAfterTheJournal) {
+    Served old;
+    const RegionHeader &h = old.region.header();
+    ASSERT_NE(h.uring_offset, 0u);
+    EXPECT_EQ(h.uring_offset % 4096, 0u);
+    EXPECT_GE(h.uring_offset, h.journal_offset + h.journal_capacity * sizeof(JournalRecord));
+    EXPECT_GE(h.region_size, h.uring_offset + h.uring_capacity * sizeof(UringEntryRecord));
+    EXPECT_EQ(h.uring_record_size, sizeof(UringEntryRecord));
+    old.region.uring_entries()[h.uring_capacity - 1].commit_id = 42;
+    Region r = Region::attach(dup_fd(old.region.memfd()));
+    EXPECT_EQ(r.uring_entries()[h.uring_capacity - 1].commit_id, 42u);
+}
+
+// A region from a server that predates the table: those header fields were
+// reserved and zero.  It attaches, and has no table.
+TEST(RegionAttach, AcceptsARegionWithoutUringTable) {
+    Region::Geometry g;
+    g.inode_capacity = kInodeCap;
+    g.handle_capacity = kHandleCap;
+    g.uring_capacity = 0;
+    Region r0 = Region::create(g);
+    InodeTable inodes(r0);
+    inodes.set_root(some_fd(), fake_stat(1, 2, S_IFDIR));
+    EXPECT_EQ(r0.header().uring_offset, 0u);
+    EXPECT_EQ(r0.uring_entries(), nullptr);
+    Region r = Region::attach(dup_fd(r0.memfd()));
+    EXPECT_EQ(r.uring_entries(), nullptr);
+}
+
+TEST(RegionAttach, RefusesUringTableOutOfBounds) {
+    {
+        Served old;
+        old.region.header().uring_record_size = 16;
+        EXPECT_NE(attach_error(old.region).find("io_uring"), std::string::npos);
+    }
+    {
+        Served old;
+        old.region.header().uring_offset = old.region.header().journal_offset; // overlaps
+        EXPECT_NE(attach_error(old.region), "");
+    }
+    {
+        Served old;
+        old.region.header().uring_capacity = ~0ULL / 64;
+        EXPECT_NE(attach_error(old.region), "");
+    }
+}
+
 TEST(RegionAttach, RefusesSomethingThatIsNotARegion) {
     Fd fd(memfd_create("not-a-region", MFD_CLOEXEC));
     ASSERT_TRUE(fd);

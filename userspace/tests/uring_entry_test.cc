@@ -218,3 +218,48 @@ TEST(UringEntry, ErrorReplyCarriesNoPayload) {
 }
 
 } // namespace
+
+// Crash recovery: a reply that overwrites the start of a large request's
+// data first saves those bytes (and says how many in the entry's record),
+// so a successor can serve the request again with the data the kernel sent.
+TEST(UringEntry, ReplyToLargeRequestSavesTheBytesItOverwrites) {
+    Entry e(kCap);
+    holdfast::state::UringEntryRecord rec{};
+    e.set_record(&rec);
+    auto req = make_request(FUSE_WRITE, 0x1234, sizeof(fuse_write_in), 64 * 1024, 5);
+    kernel_split(e, req, sizeof(fuse_write_in), 0x1234);
+    const char *why = nullptr;
+    auto got = e.request(&why);
+    ASSERT_FALSE(got.empty()) << why;
+    std::vector<std::byte> copy(got.begin(), got.end());
+    // The successor marks its copy resent; the reply must not carry the bit.
+    Reply &r = e.reply();
+    r.reset(0x1234 | holdfast::fuse::kUniqueResend);
+    r.arg<fuse_write_out>().size = 64 * 1024;
+    e.put_reply();
+    EXPECT_EQ(rec.saved, sizeof(fuse_write_out));
+    fuse_out_header oh;
+    std::memcpy(&oh, e.header()->in_out, sizeof(oh));
+    EXPECT_EQ(oh.unique, 0x1234u);
+    EXPECT_NE(0, std::memcmp(got.data(), copy.data(), copy.size())) << "nothing overwritten?";
+    e.restore_saved(rec.saved);
+    expect_same(got, copy);
+}
+
+// A small request is copied whole: its reply overwrites nothing of it.
+TEST(UringEntry, ReplyToSmallRequestSavesNothing) {
+    Entry e(kCap);
+    holdfast::state::UringEntryRecord rec{};
+    e.set_record(&rec);
+    auto req = make_request(FUSE_GETATTR, 9, sizeof(fuse_getattr_in), 0, 1);
+    kernel_split(e, req, sizeof(fuse_getattr_in), 9);
+    const char *why = nullptr;
+    auto got = e.request(&why);
+    ASSERT_FALSE(got.empty()) << why;
+    Reply &r = e.reply();
+    r.reset(9);
+    r.arg<fuse_attr_out>();
+    e.put_reply();
+    EXPECT_EQ(rec.saved, 0u);
+    expect_same(got, req);
+}

@@ -15,6 +15,8 @@
 #include "state/region.h"
 #include "transport/devfuse/mount.h"
 #include "transport/devfuse/session.h"
+#include "transport/uring/buffers.h"
+#include "transport/uring/entry.h"
 #include "transport/uring/transport.h"
 #include "util/control.h"
 #include "util/fault.h"
@@ -69,7 +71,7 @@ std::string status_json(const Options &o, const fuse::Engine &engine, const fs::
                         const state::InodeTable &inodes, const state::HandleTable &handles,
                         unsigned threads, const RecoveryInfo &ri,
                         std::chrono::steady_clock::time_point started,
-                        const uring::Transport *ring)
+                        const uring::Transport *ring, bool ring_persistent)
 {
     const auto &st = engine.stats();
     const auto &n = engine.negotiated();
@@ -128,33 +130,38 @@ std::string status_json(const Options &o, const fuse::Engine &engine, const fs::
             snprintf(b, sizeof(b),
                      "%s{\"qid\":%u,\"cpu\":%d,\"live\":%u,\"requests\":%llu,"
                      "\"errors\":%llu,\"malformed\":%llu,\"offloaded\":%llu,"
-                     "\"reregistered\":%llu}",
+                     "\"reregistered\":%llu,\"adopted\":%llu}",
                      qs.empty() ? "" : ",", q.qid, q.cpu, q.live,
                      (unsigned long long)q.requests, (unsigned long long)q.errors,
                      (unsigned long long)q.malformed, (unsigned long long)q.offloaded,
-                     (unsigned long long)q.reregistered);
+                     (unsigned long long)q.reregistered, (unsigned long long)q.adopted);
             qs += b;
         }
-        char b[256];
+        char b[320];
         snprintf(b, sizeof(b),
                  ",\"uring\":{\"queues\":%u,\"depth\":%u,\"payload_bytes\":%zu,"
-                 "\"setup\":\"%s\",\"ring_requests\":%llu,\"ring_errors\":%llu,\"per_queue\":[",
+                 "\"setup\":\"%s\",\"persistent\":%s,\"adopted\":%llu,"
+                 "\"ring_requests\":%llu,\"ring_errors\":%llu,\"per_queue\":[",
                  ring->queues(), ring->depth(), ring->payload_size(), ring->setup().c_str(),
+                 ring_persistent ? "true" : "false", (unsigned long long)ring->adopted(),
                  (unsigned long long)rq, (unsigned long long)re);
         out += b + qs + "]}";
     }
     return out + "}\n";
 }
 
-std::string handle_command(const Options &o, const std::string &cmd, bool ring)
+// `ring_volatile`: serving io_uring entries whose buffers die with us.
+std::string handle_command(const Options &o, const std::string &cmd, bool ring_volatile)
 {
     // "stall OPCODE POINT [COUNT]" | "unstall" | "upgrade [BINARY]"
     char a[64], b[64];
     unsigned count = 1;
     if (!strncmp(cmd.c_str(), "upgrade", 7)) {
         // Every commit on the ring also fetches the next request, so the old
-        // server cannot stop taking requests: refuse rather than lose some.
-        if (ring)
+        // server cannot stop taking requests.  Only a successor that adopts
+        // our entries (their buffers are in the fd store) answers what the
+        // kernel hands them meanwhile: otherwise refuse rather than lose it.
+        if (ring_volatile)
             return "{\"error\":\"upgrade is not supported with the io_uring transport yet: "
                    "requests on the ring would be lost (Documentation/io-uring.rst)\"}\n";
         std::string bin = cmd.size() > 8 ? cmd.substr(8) : "";
@@ -185,6 +192,77 @@ std::string handle_command(const Options &o, const std::string &cmd, bool ring)
         }
     }
     return "{\"error\":\"usage: stall OPCODE before|mid|after [COUNT]\"}\n";
+}
+
+// The memory the io_uring entries live in, so that a successor can answer
+// the requests the kernel handed us (uring/buffers.h): the predecessor's
+// buffers if the fd store kept them and the region describes them, else a
+// new memfd that goes to the fd store.  `depth` and `payload` become the
+// predecessor's when its buffers are adopted (the entries keep their
+// layout).  Without an fd store or a ring table, entries get private
+// memory: crash recovery of requests in flight is then off.
+uring::Persist ring_memory(state::Region &region, fdstore::Notifier *store, Fd stored,
+                           unsigned queues, unsigned &depth, size_t &payload, uring::Buffers &bufs)
+{
+    auto &a = region.header().uring;
+    state::UringEntryRecord *recs = region.uring_entries();
+    const uint64_t cap = recs ? region.header().uring_capacity : 0;
+    if (stored && a.state.load(std::memory_order_acquire) == state::kLive) {
+        const size_t slot = uring::Entry::slot_size(a.payload_cap);
+        std::string why;
+        if (a.queues != queues)
+            why = "they were made for " + std::to_string(a.queues) + " queues, not " +
+                  std::to_string(queues);
+        else if (a.depth < 1 || a.depth > 256 || uint64_t(a.queues) * a.depth > cap)
+            why = "their depth " + std::to_string(a.depth) + " does not fit the region";
+        else if (a.payload_cap < payload || a.payload_cap % 4096 || a.payload_cap > (1u << 30) ||
+                 a.slot_size != slot)
+            why = "their payload buffers do not fit what INIT settled";
+        if (why.empty()) {
+            try {
+                bufs = uring::Buffers::adopt(std::move(stored), a.base,
+                                             size_t(a.queues) * a.depth * slot);
+                depth = a.depth;
+                payload = a.payload_cap;
+                return {bufs.base(), recs, true};
+            } catch (const std::runtime_error &e) {
+                why = e.what();
+            }
+        }
+        LOG_ERR("cannot adopt the io_uring entries of the previous server (%s): requests it "
+                "held stay unanswered until the mount is aborted",
+                why.c_str());
+    }
+    if (!store || !recs || uint64_t(queues) * depth > cap) {
+        if (store)
+            LOG_WARN("io_uring entries in private memory (%s): requests in flight on the "
+                     "ring are lost if this server dies",
+                     recs ? "more entries than the region has records" : "no ring table");
+        return {};
+    }
+    const size_t slot = uring::Entry::slot_size(payload);
+    try {
+        bufs = uring::Buffers::create(size_t(queues) * depth * slot);
+    } catch (const std::runtime_error &e) {
+        LOG_WARN("io_uring entries in private memory (%s)", e.what());
+        return {};
+    }
+    // Describe the new memfd before it is stored; a successor trusts only
+    // a live description, and only with the memfd next to it.
+    a.state.store(state::kFree, std::memory_order_release);
+    std::memset(static_cast<void *>(recs), 0, size_t(queues) * depth * sizeof(*recs));
+    a.queues = queues;
+    a.depth = depth;
+    a.base = reinterpret_cast<uint64_t>(bufs.base());
+    a.slot_size = slot;
+    a.payload_cap = payload;
+    a.state.store(state::kLive, std::memory_order_release);
+    store->remove("uring");
+    if (int r = store->store("uring", bufs.fd()); r < 0) {
+        LOG_WARN("cannot keep the io_uring buffers in the fd store: %s", strerror(-r));
+        a.state.store(state::kFree, std::memory_order_release);
+    }
+    return {bufs.base(), recs, false};
 }
 
 } // namespace
@@ -301,13 +379,16 @@ int serve(const Options &o)
     fuse::Engine engine(pfs, limits);
 
     std::vector<Fd> clones;
+    Fd ring_fd; // the predecessor's io_uring entry buffers
     std::optional<devfuse::Mount> mount;
     if (recovering) {
         LOG_DBG("recovery: region attached after %.2f ms", double(mono_ns() - t_start) / 1e6);
         ri.journal_records = journal.load_previous();
         std::vector<fdstore::NamedFd> rest;
         for (auto &nf : stored) {
-            if (nf.name == "clone")
+            if (nf.name == "uring")
+                ring_fd = std::move(nf.fd);
+            else if (nf.name == "clone")
                 clones.push_back(std::move(nf.fd));
             else
                 rest.push_back(std::move(nf));
@@ -369,6 +450,8 @@ int serve(const Options &o)
     // for a new connection (INIT comes through /dev/fuse, and sizes the
     // buffers), at once when a predecessor negotiated the ring (the kernel
     // sends its requests there whatever we were asked for).
+    uring::Buffers ring_bufs; // outlives `ring`, whose entries live in it
+    bool ring_persistent = false;
     std::unique_ptr<uring::Transport> ring;
     if (adopted ? engine.negotiated().has(fuse::kOverIoUring) : want_uring) {
         std::string why;
@@ -382,10 +465,18 @@ int serve(const Options &o)
             LOG_INFO("the connection was set up for io_uring by a predecessor: serving its queues");
         }
         if (why.empty()) {
-            ring = std::make_unique<uring::Transport>(engine, mount->fd(), o.uring_queue_depth);
-            why = ring->start(!adopted);
+            unsigned depth = o.uring_queue_depth;
+            size_t payload = uring::Transport::payload_for(engine);
+            uring::Persist mem = ring_memory(*region, rec.store, std::move(ring_fd),
+                                             uring::possible_cpus(), depth, payload, ring_bufs);
+            ring_persistent = mem.base != nullptr;
+            ring = std::make_unique<uring::Transport>(engine, mount->fd(), depth, payload);
+            why = ring->start(!adopted, mem);
             if (!why.empty())
                 ring.reset();
+            else if (ring->adopted())
+                LOG_INFO("io_uring: answered %llu requests our predecessor held on its entries",
+                         (unsigned long long)ring->adopted());
         }
         if (ring) {
             LOG_INFO("transport: io_uring, %u queues x %u entries of %zu KiB (%s), /dev/fuse "
@@ -423,8 +514,8 @@ int serve(const Options &o)
             control::socket_path(o.mountpoint), [&](const std::string &cmd) {
                 if (cmd == "status")
                     return status_json(o, engine, pfs, inodes, handles, threads, ri, started,
-                                       ring.get());
-                return handle_command(o, cmd, ring != nullptr);
+                                       ring.get(), ring_persistent);
+                return handle_command(o, cmd, ring != nullptr && !ring_persistent);
             });
     } catch (const std::exception &e) {
         LOG_WARN("no control socket: %s", e.what());
@@ -471,12 +562,11 @@ int serve(const Options &o)
                 notifier.send("HOLDFAST_EXEC=" + bin + "\n");
             notifier.send("STOPPING=1\nHOLDFAST_RESTART=1\n");
             if (ring) {
-                // Not graceful yet: a commit also fetches the next request, so
-                // whatever the kernel hands our entries from here on waits
-                // for good (Documentation/io-uring.rst).
-                LOG_WARN("handover with the io_uring transport: requests on our ring entries "
-                         "are lost");
-                ring->stop();
+                // A commit also fetches the next request: whatever the kernel
+                // hands our entries from here on stays in their buffers, for
+                // the successor to answer (it adopts them, as after a crash).
+                // Without persistent buffers the upgrade was refused.
+                ring->park();
             }
             // A worker blocked in a lock wait never finishes: its request is
             // resent to our successor, which waits in its place.

@@ -94,6 +94,43 @@ struct InitRecord {
     uint16_t pad;
 };
 
+// FUSE-over-io_uring ring entries.  The entries' buffers live in a second
+// memfd (fd store name "uring"), mapped at the same address by every server,
+// because the kernel keeps the user addresses an entry was registered with
+// and copies a committed reply from them (Documentation/io-uring.rst,
+// "Adopting requests in flight").  Entry (q, i) is slot q * depth + i, both
+// in that memfd (at q * depth + i times slot_size) and in the table below.
+struct UringArea {
+    std::atomic<uint32_t> state; // kLive once the fields below describe the memfd
+    uint32_t queues;
+    uint32_t depth;
+    uint32_t pad;
+    uint64_t base;        // the address the memfd is mapped at
+    uint64_t slot_size;   // bytes per entry: header + rebuild area + payload
+    uint64_t payload_cap; // bytes of payload buffer per entry
+};
+static_assert(sizeof(UringArea) == 40);
+
+// Where a ring entry is, as far as a successor must know.  An entry whose
+// buffer holds a request with a commit id other than `committed` was handed
+// to the server and never answered; the record says how far serving got.
+enum UringEntryState : uint32_t {
+    kUringIdle = 0,    // registered or committed: the kernel holds it
+    kUringServing = 1, // request taken (req_off/req_len); no reply complete yet
+    kUringReplied = 2, // the reply is complete in the buffers; not yet committed
+};
+
+struct UringEntryRecord {
+    std::atomic<uint32_t> state; // UringEntryState
+    uint16_t qid;
+    uint16_t saved;                  // payload bytes put_reply() moved to the save area (0..224)
+    uint64_t commit_id;              // the request being served (its unique)
+    std::atomic<uint64_t> committed; // last commit id whose COMMIT_AND_FETCH went in
+    uint32_t req_off;                // the contiguous request, as an offset in the entry's slot
+    uint32_t req_len;
+};
+static_assert(sizeof(UringEntryRecord) == 32);
+
 struct RegionHeader {
     uint64_t magic;
     uint32_t version;
@@ -116,7 +153,16 @@ struct RegionHeader {
     std::atomic<uint64_t> inode_high;
     std::atomic<uint64_t> handle_high;
     std::atomic<uint64_t> journal_next; // next journal record a new thread takes
-    uint64_t reserved[12];
+    // FUSE-over-io_uring entries (added within layout version 1: a region
+    // with uring_offset 0 has no table, and a server that predates it never
+    // reads these fields, which used to be reserved and zero).
+    UringArea uring;
+    uint64_t uring_offset;
+    uint64_t uring_capacity;
+    uint32_t uring_record_size;
+    uint32_t pad2;
+    uint64_t reserved[4];
 };
+static_assert(sizeof(RegionHeader) == 256);
 
 } // namespace holdfast::state

@@ -25,7 +25,8 @@ Region Region::create(const Geometry &g)
     size_t inode_off = align_up(sizeof(RegionHeader), 4096);
     size_t handle_off = align_up(inode_off + g.inode_capacity * sizeof(InodeRecord), 4096);
     size_t journal_off = align_up(handle_off + g.handle_capacity * sizeof(HandleRecord), 4096);
-    size_t size = align_up(journal_off + g.journal_capacity * sizeof(JournalRecord), 4096);
+    size_t uring_off = align_up(journal_off + g.journal_capacity * sizeof(JournalRecord), 4096);
+    size_t size = align_up(uring_off + g.uring_capacity * sizeof(UringEntryRecord), 4096);
 
     Fd fd(memfd_create("holdfast-state", MFD_CLOEXEC | MFD_ALLOW_SEALING));
     if (!fd)
@@ -55,6 +56,11 @@ Region Region::create(const Geometry &g)
     h.journal_offset = journal_off;
     h.journal_capacity = g.journal_capacity;
     h.journal_record_size = sizeof(JournalRecord);
+    if (g.uring_capacity) {
+        h.uring_offset = uring_off;
+        h.uring_capacity = g.uring_capacity;
+        h.uring_record_size = sizeof(UringEntryRecord);
+    }
     h.inode_high.store(2, std::memory_order_relaxed);
     h.handle_high.store(1, std::memory_order_relaxed);
     h.attach_generation.store(1, std::memory_order_release);
@@ -104,6 +110,12 @@ Region Region::attach(Fd fd)
         !table_ok(h.journal_offset, h.journal_capacity, sizeof(JournalRecord),
                   h.handle_offset + h.handle_capacity * sizeof(HandleRecord)))
         throw bad("table offsets or capacities out of bounds");
+    // The ring entry table is optional (offset 0: a region from before it).
+    if (h.uring_offset != 0 &&
+        (h.uring_record_size != sizeof(UringEntryRecord) ||
+         !table_ok(h.uring_offset, h.uring_capacity, sizeof(UringEntryRecord),
+                   h.journal_offset + h.journal_capacity * sizeof(JournalRecord))))
+        throw bad("io_uring entry table out of bounds");
     uint64_t ihigh = h.inode_high.load(std::memory_order_acquire);
     uint64_t hhigh = h.handle_high.load(std::memory_order_acquire);
     if (ihigh < 2 || ihigh > h.inode_capacity || hhigh < 1 || hhigh > h.handle_capacity)
@@ -139,6 +151,13 @@ JournalRecord *Region::journal()
 {
     return reinterpret_cast<JournalRecord *>(static_cast<char *>(base_) +
                                              header().journal_offset);
+}
+
+UringEntryRecord *Region::uring_entries()
+{
+    if (!header().uring_offset)
+        return nullptr;
+    return reinterpret_cast<UringEntryRecord *>(static_cast<char *>(base_) + header().uring_offset);
 }
 
 HandleRecord *Region::handles()

@@ -16,6 +16,9 @@ class Region {
         uint64_t inode_capacity = 1u << 20;
         uint64_t handle_capacity = 1u << 18;
         uint64_t journal_capacity = 1024;
+        // FUSE-over-io_uring entry records: queues x depth of them are
+        // used (2 CPUs x 8 by default); 0 makes a region without the table.
+        uint64_t uring_capacity = 4096;
     };
 
     // A new, empty region.  Pages are only touched as slots are used, so a
@@ -36,6 +39,8 @@ class Region {
     InodeRecord *inodes();
     HandleRecord *handles();
     JournalRecord *journal();
+    // The ring entry table, or nullptr in a region made without one.
+    UringEntryRecord *uring_entries();
     int memfd() const { return fd_.get(); }
     size_t size() const { return size_; }
 

@@ -29,6 +29,13 @@ void disarm() { g_armed.store(false, std::memory_order_release); }
 
 uint32_t stalled() { return g_stalled.load(std::memory_order_relaxed); }
 
+bool may_stall(uint32_t opcode)
+{
+    return g_armed.load(std::memory_order_relaxed) &&
+           g_opcode.load(std::memory_order_acquire) == opcode &&
+           g_count.load(std::memory_order_relaxed) > 0;
+}
+
 void point(uint32_t opcode, Point p)
 {
     if (!g_armed.load(std::memory_order_relaxed))

@@ -23,5 +23,10 @@ void point(uint32_t opcode, Point p);
 bool parse_point(const char *s, Point &out);
 // Number of requests currently stalled.
 uint32_t stalled();
+// True if a request of `opcode` would stall at some point now.  A transport
+// that serves a queue's requests one after another (io_uring) serves such a
+// request on a thread of its own, so the stall holds that request only, as
+// it does over /dev/fuse, not everything behind it on the queue.
+bool may_stall(uint32_t opcode);
 
 } // namespace holdfast::fault

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "transport/uring/entry.h"
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -37,9 +38,22 @@ Entry::Entry(size_t payload_cap) : payload_cap_(payload_cap)
     if (posix_memalign(&p, 4096, kHeadroom + payload_cap) != 0)
         throw std::bad_alloc();
     block_.reset(static_cast<std::byte *>(p));
+    base_ = block_.get();
     std::memset(p, 0, kHeadroom);
-    hdr_ = reinterpret_cast<fuse::fuse_uring_req_header *>(block_.get());
-    payload_ = block_.get() + kHeadroom;
+    init();
+}
+
+Entry::Entry(std::byte *block, size_t payload_cap) : base_(block), payload_cap_(payload_cap)
+{
+    // Not cleared: a successor reads what its predecessor and the kernel
+    // left here (a fresh memfd is zero anyway).
+    init();
+}
+
+void Entry::init()
+{
+    hdr_ = reinterpret_cast<fuse::fuse_uring_req_header *>(base_);
+    payload_ = base_ + kHeadroom;
     iov_[0] = {hdr_, sizeof(*hdr_)};
     iov_[1] = {payload_, payload_cap_};
     reply_ = std::make_unique<fuse::Reply>(
@@ -74,8 +88,9 @@ std::span<const std::byte> Entry::request(const char **why)
     }
     const size_t total = ih.len;
     std::byte *dst;
-    if (total <= kRebuildArea) {
-        dst = block_.get() + kHeaderArea;
+    large_ = total > kRebuildArea;
+    if (!large_) {
+        dst = base_ + kHeaderArea;
         std::memcpy(dst + sizeof(ih) + op, payload_, psz);
     } else {
         dst = payload_ - sizeof(ih) - op;
@@ -90,14 +105,32 @@ void Entry::put_reply()
     const fuse::Reply &r = *reply_;
     auto arg = r.arg_bytes();
     auto data = r.payload(); // already at payload_[0]
+    if (!arg.empty() && large_ && rec_) {
+        // The request's data starts at payload_[0] and the out struct goes
+        // there: keep the bytes it overwrites, so a successor that has to
+        // serve the request again (we die before the reply is complete)
+        // sees the data the kernel sent.  Only WRITE and SETXATTR have
+        // large requests, and their replies are a few bytes.
+        uint16_t n = arg.size() <= kSaveArea ? uint16_t(arg.size()) : UINT16_MAX;
+        if (n != UINT16_MAX)
+            std::memcpy(base_ + sizeof(fuse::fuse_uring_req_header), payload_, n);
+        std::atomic_ref<uint16_t>(rec_->saved).store(n, std::memory_order_release);
+    }
     if (!arg.empty()) {
         if (!data.empty())
             std::memmove(payload_ + arg.size(), payload_, data.size());
         std::memcpy(payload_, arg.data(), arg.size());
     }
     fuse_out_header oh = r.header();
+    oh.unique &= ~fuse::kUniqueResend;
     std::memcpy(hdr_->in_out, &oh, sizeof(oh));
     hdr_->ring_ent_in_out.payload_sz = uint32_t(arg.size() + data.size());
+}
+
+void Entry::restore_saved(size_t n)
+{
+    if (n && n <= kSaveArea)
+        std::memcpy(payload_, base_ + sizeof(fuse::fuse_uring_req_header), n);
 }
 
 void Entry::put_error(uint64_t unique, int negative_errno)

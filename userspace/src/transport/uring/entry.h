@@ -25,6 +25,7 @@
 
 #include "fuse/abi.h"
 #include "fuse/request.h"
+#include "state/layout.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -40,9 +41,17 @@ class Entry {
     static constexpr size_t kHeadroom = 8192; // header area + rebuild area
     static constexpr size_t kRebuildArea = kHeadroom - kHeaderArea;
 
+    // Bytes of the header area after the kernel's fuse_uring_req_header: where
+    // put_reply() keeps the request bytes its reply overwrites (see below).
+    static constexpr size_t kSaveArea = kHeaderArea - sizeof(fuse::fuse_uring_req_header);
+
     // `payload_cap`: bytes of payload buffer (at least the kernel's
     // max_payload_sz, see payload_size()).  Throws std::bad_alloc.
     explicit Entry(size_t payload_cap);
+    // The same over memory someone else owns: `block` (page-aligned) holds
+    // slot_size(payload_cap) bytes and outlives the entry.
+    Entry(std::byte *block, size_t payload_cap);
+    static size_t slot_size(size_t payload_cap) { return kHeadroom + payload_cap; }
     Entry(const Entry &) = delete;
     Entry &operator=(const Entry &) = delete;
 
@@ -67,16 +76,31 @@ class Entry {
 
     // The reply for the engine to fill; its data area is the payload buffer.
     fuse::Reply &reply() { return *reply_; }
-    // Writes reply() where the kernel reads it on COMMIT_AND_FETCH.
+    // Writes reply() where the kernel reads it on COMMIT_AND_FETCH.  The
+    // reply's unique is the request's without FUSE_UNIQUE_RESEND (the kernel
+    // compares it with the one it sent; see adopt in queue.cc).
     void put_reply();
     // Writes an error reply for `unique`.
     void put_error(uint64_t unique, int negative_errno);
+
+    // Crash recovery: the entry's record in the state region, kept up to
+    // date by put_reply() (which request bytes it overwrote), or nullptr.
+    void set_record(state::UringEntryRecord *r) { rec_ = r; }
+    std::byte *block() const { return base_; }
+    // Puts back the `n` request bytes a predecessor's put_reply() saved
+    // before overwriting them (record.saved).
+    void restore_saved(size_t n);
 
   private:
     struct FreeDeleter {
         void operator()(void *p) const;
     };
-    std::unique_ptr<std::byte, FreeDeleter> block_;
+    void init();
+
+    std::unique_ptr<std::byte, FreeDeleter> block_; // when the entry owns its memory
+    std::byte *base_;
+    state::UringEntryRecord *rec_ = nullptr;
+    bool large_ = false; // the last request stayed in the payload buffer
     fuse::fuse_uring_req_header *hdr_;
     std::byte *payload_;
     size_t payload_cap_;

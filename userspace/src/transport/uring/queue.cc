@@ -2,6 +2,7 @@
 #include "transport/uring/queue.h"
 
 #include "transport/uring/ring.h"
+#include "util/fault.h"
 #include "util/log.h"
 
 #include <cerrno>
@@ -28,9 +29,9 @@ const char *cmd_name(int cmd)
 } // namespace
 
 Queue::Queue(fuse::Engine &engine, int devfd, unsigned qid, unsigned depth, size_t payload_cap,
-             int settle_ms)
+             int settle_ms, QueueMemory mem)
     : engine_(engine), devfd_(devfd), qid_(qid), depth_(depth ? depth : 1),
-      payload_cap_(payload_cap), settle_ms_(settle_ms),
+      payload_cap_(payload_cap), settle_ms_(settle_ms), mem_(mem),
       evfd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK))
 {
     if (!evfd_)
@@ -62,6 +63,12 @@ void Queue::wake()
 void Queue::stop()
 {
     stopping_.store(true, std::memory_order_release);
+    wake();
+}
+
+void Queue::park()
+{
+    parking_.store(true, std::memory_order_release);
     wake();
 }
 
@@ -123,8 +130,18 @@ void Queue::run()
     // Buffers first-touched here, on the queue's CPU (and its NUMA node).
     try {
         slots_.resize(depth_);
-        for (auto &s : slots_)
-            s.entry = std::make_unique<Entry>(payload_cap_);
+        for (unsigned i = 0; i < depth_; i++) {
+            Slot &s = slots_[i];
+            if (mem_.base)
+                s.entry = std::make_unique<Entry>(mem_.base + i * Entry::slot_size(payload_cap_),
+                                                  payload_cap_);
+            else
+                s.entry = std::make_unique<Entry>(payload_cap_);
+            if (mem_.records) {
+                s.rec = &mem_.records[i];
+                s.entry->set_record(s.rec);
+            }
+        }
     } catch (const std::bad_alloc &) {
         set_state(State::failed, "io_uring queue " + std::to_string(qid_) + ": no memory for " +
                                      std::to_string(depth_) + " entries of " +
@@ -143,15 +160,25 @@ void Queue::run()
     }
     ring_ = &ring;
     ring.prep_poll(evfd_.get(), kWakeTag);
+    stats_.live.store(depth_, std::memory_order_relaxed);
     for (unsigned i = 0; i < depth_; i++) {
+        if (mem_.adopt && adopt(i))
+            continue;
         ring.prep_register(uint16_t(qid_), slots_[i].entry->iov(), i);
         slots_[i].cmd = Cmd::reg;
+        if (slots_[i].rec) {
+            slots_[i].rec->qid = uint16_t(qid_);
+            slots_[i].rec->state.store(state::kUringIdle, std::memory_order_release);
+        }
     }
-    stats_.live.store(depth_, std::memory_order_relaxed);
 
     int rounds = 0;
     for (;;) {
         r = armed_ ? ring.submit_and_wait(1) : ring.submit_and_wait_ms(settle_ms_);
+        // Before the completions: one of them may be the next request on an
+        // entry whose reply just went in.
+        if (r >= 0 || r == -ETIME)
+            mark_submitted();
         if (r == -ETIME) {
             if (!armed_ && retry_.empty())
                 armed_ = true;
@@ -195,7 +222,8 @@ void Queue::run()
             break;
     }
     // Replies prepared last (a helper finished as we were asked to stop).
-    ring.submit();
+    if (ring.submit() >= 0)
+        mark_submitted();
     ring_ = nullptr;
     if (state_ == State::starting)
         set_state(State::failed, first_error_.empty()
@@ -220,6 +248,14 @@ void Queue::on_completion(uint64_t ud, int res)
         // ring once every queue has an entry, the ring is up.
         if (!armed_ && retry_.empty())
             armed_ = true;
+        if (parking_.load(std::memory_order_acquire)) {
+            // Handing over: the request stays in the entry's buffers for
+            // the successor, which adopts it.
+            s.cmd = Cmd::none;
+            LOG_DBG("io_uring queue %u: request %#llx left for our successor", qid_,
+                    (unsigned long long)s.entry->commit_id());
+            return;
+        }
         serve(unsigned(ud));
         return;
     }
@@ -278,16 +314,123 @@ void Queue::serve(unsigned idx)
         commit(idx);
         return;
     }
+    mark_serving(idx, req);
+    dispatch(idx, req);
+}
+
+void Queue::mark_serving(unsigned idx, std::span<const std::byte> req)
+{
+    Slot &s = slots_[idx];
+    state::UringEntryRecord *r = s.rec;
+    if (!r)
+        return;
+    // Idle first: a successor finding the fields half-written takes the
+    // request from the kernel's layout of the buffers, which is intact
+    // until the reply is built.
+    r->state.store(state::kUringIdle, std::memory_order_release);
+    r->qid = uint16_t(qid_);
+    r->commit_id = s.entry->commit_id();
+    r->req_off = uint32_t(req.data() - s.entry->block());
+    r->req_len = uint32_t(req.size());
+    std::atomic_ref<uint16_t>(r->saved).store(0, std::memory_order_relaxed);
+    r->state.store(state::kUringServing, std::memory_order_release);
+}
+
+void Queue::mark_submitted()
+{
+    // A COMMIT_AND_FETCH is carried out while it is submitted: the kernel
+    // has the reply now, and a successor must not commit it again.  (Had
+    // we died just before this, the successor's commit is refused with
+    // ENOENT and it registers the buffers afresh: harmless.)
+    for (unsigned idx : committing_) {
+        Slot &s = slots_[idx];
+        if (!s.rec)
+            continue;
+        s.rec->committed.store(s.rec->commit_id, std::memory_order_relaxed);
+        s.rec->state.store(state::kUringIdle, std::memory_order_release);
+    }
+    committing_.clear();
+}
+
+bool Queue::adopt(unsigned idx)
+{
+    Slot &s = slots_[idx];
+    Entry &e = *s.entry;
+    state::UringEntryRecord *r = s.rec;
+    if (!r)
+        return false;
+    // The kernel writes the request's unique as the commit id each time it
+    // hands the entry a request, and a reply keeps it in the same place.
+    // Anything but an answered commit id there is a request the kernel
+    // still holds for this entry (lab-uringcrash.md, U4).
+    const uint64_t cid = e.commit_id();
+    if (!cid || cid == r->committed.load(std::memory_order_relaxed) || e.unique() != cid)
+        return false;
+    stats_.adopted.fetch_add(1, std::memory_order_relaxed);
+    const uint32_t st = r->state.load(std::memory_order_acquire);
+    if (st == state::kUringReplied && r->commit_id == cid) {
+        LOG_INFO("io_uring queue %u: committing the reply our predecessor built for %#llx", qid_,
+                 (unsigned long long)cid);
+        commit(idx);
+        return true;
+    }
+    std::span<const std::byte> req;
+    const size_t slot = Entry::slot_size(payload_cap_);
+    if (st == state::kUringServing && r->commit_id == cid) {
+        // Served in part: the reply may have overwritten the kernel's copy
+        // of the header and the payload's first bytes, but not our
+        // contiguous copy of the request (and put_reply() saved what it
+        // overwrote of that).
+        const uint16_t saved = std::atomic_ref<uint16_t>(r->saved).load(std::memory_order_acquire);
+        if (saved == UINT16_MAX || r->req_len < sizeof(fuse_in_header) || r->req_off > slot ||
+            r->req_len > slot - r->req_off) {
+            LOG_ERR("io_uring queue %u: request %#llx left half-answered cannot be served "
+                    "again: answering EIO",
+                    qid_, (unsigned long long)cid);
+            e.put_error(cid, -EIO);
+            commit(idx);
+            return true;
+        }
+        e.restore_saved(saved);
+        req = {e.block() + r->req_off, r->req_len};
+    } else {
+        const char *why = nullptr;
+        req = e.request(&why);
+        if (req.empty()) {
+            stats_.malformed.fetch_add(1, std::memory_order_relaxed);
+            e.put_error(cid, -EIO);
+            commit(idx);
+            return true;
+        }
+    }
+    // The request may have run already: mark it resent, as the kernel marks
+    // what FUSE_NOTIFY_RESEND hands back, so the journal answers whatever
+    // the predecessor did (put_reply() takes the mark off the reply).
+    std::byte *u = e.block() + (req.data() - e.block()) + offsetof(fuse_in_header, unique);
+    uint64_t unique;
+    std::memcpy(&unique, u, sizeof(unique));
+    unique |= fuse::kUniqueResend;
+    std::memcpy(u, &unique, sizeof(unique));
+    LOG_INFO("io_uring queue %u: serving request %#llx our predecessor left in entry %u", qid_,
+             (unsigned long long)cid, idx);
+    mark_serving(idx, req);
+    dispatch(idx, req);
+    return true;
+}
+
+void Queue::dispatch(unsigned idx, std::span<const std::byte> req)
+{
     uint32_t opcode;
     std::memcpy(&opcode, req.data() + offsetof(fuse_in_header, opcode), sizeof(opcode));
-    if (opcode == FUSE_SETLKW) {
-        // May wait for an unlock that is queued behind it, here.
+    if (opcode == FUSE_SETLKW || fault::may_stall(opcode)) {
+        // May wait for an unlock that is queued behind it, here (or for a
+        // test to kill us: the rest of the queue must go on meanwhile).
         stats_.offloaded.fetch_add(1, std::memory_order_relaxed);
         slots_[idx].cmd = Cmd::none;
         helpers_.fetch_add(1, std::memory_order_acq_rel);
         try {
-            std::thread([this, idx, &e, req] {
-                handle(e, req);
+            std::thread([this, idx, req] {
+                handle(idx, req);
                 {
                     std::lock_guard g(done_mu_);
                     done_.push_back(idx);
@@ -302,12 +445,13 @@ void Queue::serve(unsigned idx)
                      ex.what());
         }
     }
-    handle(e, req);
+    handle(idx, req);
     commit(idx);
 }
 
-void Queue::handle(Entry &e, std::span<const std::byte> req)
+void Queue::handle(unsigned idx, std::span<const std::byte> req)
 {
+    Entry &e = *slots_[idx].entry;
     fuse::Reply &r = e.reply();
     engine_.handle(req, r);
     stats_.requests.fetch_add(1, std::memory_order_relaxed);
@@ -324,6 +468,8 @@ void Queue::handle(Entry &e, std::span<const std::byte> req)
     e.put_reply();
     if (r.error())
         stats_.errors.fetch_add(1, std::memory_order_relaxed);
+    if (auto *rec = slots_[idx].rec)
+        rec->state.store(state::kUringReplied, std::memory_order_release);
 }
 
 void Queue::commit(unsigned idx)
@@ -335,6 +481,7 @@ void Queue::commit(unsigned idx)
         ring_->prep_commit(uint16_t(qid_), s.entry->commit_id(), idx);
     }
     s.cmd = Cmd::commit;
+    committing_.push_back(idx);
 }
 
 void Queue::take_done()

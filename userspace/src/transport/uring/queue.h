@@ -12,6 +12,7 @@
 #pragma once
 
 #include "fuse/engine.h"
+#include "state/layout.h"
 #include "transport/uring/entry.h"
 #include "util/fd.h"
 
@@ -34,14 +35,27 @@ struct QueueStats {
     std::atomic<uint64_t> malformed{0};    // entries whose buffers made no sense
     std::atomic<uint64_t> offloaded{0};    // served by a helper thread (may block)
     std::atomic<uint64_t> reregistered{0}; // entries registered again (commit refused)
+    std::atomic<uint64_t> adopted{0};      // a predecessor's requests this queue answered
     std::atomic<unsigned> live{0};         // entries the kernel holds or we serve
+};
+
+// Where a queue's entries live, for crash recovery (see buffers.h).
+struct QueueMemory {
+    // `depth` slots of Entry::slot_size(payload_cap) bytes, or nullptr: the
+    // queue allocates private buffers (and nothing survives it).
+    std::byte *base = nullptr;
+    // `depth` records in the state region, or nullptr.
+    state::UringEntryRecord *records = nullptr;
+    // The slots are a dead predecessor's: answer what it left in them
+    // before registering them again.
+    bool adopt = false;
 };
 
 class Queue {
   public:
     // `settle_ms`: see wait_armed().
     Queue(fuse::Engine &engine, int devfd, unsigned qid, unsigned depth, size_t payload_cap,
-          int settle_ms);
+          int settle_ms, QueueMemory mem = {});
     Queue(const Queue &) = delete;
     Queue &operator=(const Queue &) = delete;
     ~Queue();
@@ -58,6 +72,14 @@ class Queue {
     std::string wait_armed(int timeout_ms);
     // Asks the thread to leave; returns at once.
     void stop();
+    // Handover: stop serving, but keep the ring and keep taking what the
+    // kernel hands our entries (leaving it in their buffers, for the
+    // successor to adopt) until the process exits.  A ring whose owner
+    // thread is gone makes the kernel fail new requests with ECANCELED
+    // (lab-uringcrash.md, U3), and a thread that never enters the ring
+    // again would leave their delivery pending until exit, when it fails
+    // the same way.
+    void park();
     // Waits for the thread.  Returns false if helper threads are still
     // blocked in a request (the queue must then not be destroyed).
     bool join(int helper_timeout_ms = 1000);
@@ -75,8 +97,12 @@ class Queue {
     void run();
     void set_state(State s, const std::string &why = {});
     void on_completion(uint64_t user_data, int res);
+    bool adopt(unsigned idx);
     void serve(unsigned idx);
-    void handle(Entry &e, std::span<const std::byte> req);
+    void dispatch(unsigned idx, std::span<const std::byte> req);
+    void handle(unsigned idx, std::span<const std::byte> req);
+    void mark_serving(unsigned idx, std::span<const std::byte> req);
+    void mark_submitted();
     void commit(unsigned idx);
     void retire(unsigned idx, int res);
     void take_done();
@@ -88,20 +114,24 @@ class Queue {
     const unsigned depth_;
     const size_t payload_cap_;
     const int settle_ms_;
+    const QueueMemory mem_;
     std::atomic<int> cpu_{-1};
     Fd evfd_;
     std::thread thread_;
     std::atomic<bool> stopping_{false};
+    std::atomic<bool> parking_{false};
     std::atomic<unsigned> helpers_{0};
     QueueStats stats_;
 
     // Owned by the queue thread.
     struct Slot {
         std::unique_ptr<Entry> entry;
+        state::UringEntryRecord *rec = nullptr;
         Cmd cmd = Cmd::none;
         bool dead = false;
     };
     std::vector<Slot> slots_;
+    std::vector<unsigned> committing_; // commits prepared, not yet known submitted
     Ring *ring_ = nullptr;
     std::vector<unsigned> retry_; // REGISTERs refused with EAGAIN (INIT not processed yet)
     bool armed_ = false;

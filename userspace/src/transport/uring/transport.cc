@@ -95,11 +95,16 @@ std::string unavailable_reason()
     return why;
 }
 
-Transport::Transport(fuse::Engine &engine, int devfd, unsigned depth)
-    : engine_(engine), devfd_(devfd), depth_(depth ? depth : 1)
+size_t Transport::payload_for(const fuse::Engine &engine)
 {
     const auto &n = engine.negotiated();
-    payload_ = Entry::payload_size(n.max_write, n.max_pages, engine.reply_payload_size());
+    return Entry::payload_size(n.max_write, n.max_pages, engine.reply_payload_size());
+}
+
+Transport::Transport(fuse::Engine &engine, int devfd, unsigned depth, size_t payload)
+    : engine_(engine), devfd_(devfd), depth_(depth ? depth : 1),
+      payload_(payload ? payload : payload_for(engine))
+{
 }
 
 Transport::~Transport()
@@ -108,14 +113,20 @@ Transport::~Transport()
     join();
 }
 
-std::string Transport::start(bool fresh, int timeout_ms)
+std::string Transport::start(bool fresh, const Persist &mem, int timeout_ms)
 {
     unsigned n = possible_cpus();
     std::string why;
     try {
         for (unsigned q = 0; q < n; q++) {
+            QueueMemory qm;
+            if (mem.base) {
+                qm.base = mem.base + size_t(q) * depth_ * Entry::slot_size(payload_);
+                qm.records = mem.records ? mem.records + size_t(q) * depth_ : nullptr;
+                qm.adopt = mem.adopt;
+            }
             queues_.push_back(
-                std::make_unique<Queue>(engine_, devfd_, q, depth_, payload_, fresh ? 20 : 1));
+                std::make_unique<Queue>(engine_, devfd_, q, depth_, payload_, fresh ? 20 : 1, qm));
             queues_.back()->start();
         }
     } catch (const std::exception &e) {
@@ -170,6 +181,13 @@ void Transport::stop()
             q->stop();
 }
 
+void Transport::park()
+{
+    for (auto &q : queues_)
+        if (q)
+            q->park();
+}
+
 void Transport::join()
 {
     for (auto &q : queues_) {
@@ -199,9 +217,19 @@ std::vector<QueueInfo> Transport::snapshot() const
                      s.errors.load(std::memory_order_relaxed),
                      s.malformed.load(std::memory_order_relaxed),
                      s.offloaded.load(std::memory_order_relaxed),
-                     s.reregistered.load(std::memory_order_relaxed)});
+                     s.reregistered.load(std::memory_order_relaxed),
+                     s.adopted.load(std::memory_order_relaxed)});
     }
     return v;
+}
+
+uint64_t Transport::adopted() const
+{
+    uint64_t n = 0;
+    for (auto &q : queues_)
+        if (q)
+            n += q->stats().adopted.load(std::memory_order_relaxed);
+    return n;
 }
 
 } // namespace holdfast::uring

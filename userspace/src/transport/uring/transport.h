@@ -38,7 +38,16 @@ struct QueueInfo {
     unsigned qid;
     int cpu; // pinned to, or -1
     unsigned live;
-    uint64_t requests, errors, malformed, offloaded, reregistered;
+    uint64_t requests, errors, malformed, offloaded, reregistered, adopted;
+};
+
+// Where the entries live, for crash recovery: `base` holds queues x depth
+// slots of Entry::slot_size(payload) bytes (queue q's at q * depth), and
+// `records` as many records in the state region.  Empty: private buffers.
+struct Persist {
+    std::byte *base = nullptr;
+    state::UringEntryRecord *records = nullptr;
+    bool adopt = false; // a dead predecessor's: answer what it left there
 };
 
 class Transport {
@@ -46,7 +55,10 @@ class Transport {
     // `devfd`: the connection's /dev/fuse fd (any clone would do).  The
     // engine must have negotiated INIT: buffer sizes follow max_write and
     // max_pages.
-    Transport(fuse::Engine &engine, int devfd, unsigned depth);
+    // `payload`: bytes of payload buffer per entry; 0 takes payload_for().
+    Transport(fuse::Engine &engine, int devfd, unsigned depth, size_t payload = 0);
+    // The payload buffer an entry needs for what INIT settled.
+    static size_t payload_for(const fuse::Engine &engine);
     Transport(const Transport &) = delete;
     Transport &operator=(const Transport &) = delete;
     ~Transport();
@@ -57,10 +69,12 @@ class Transport {
     // /dev/fuse for the connection, so that is then where requests go.)
     // `fresh`: INIT was just answered (the kernel may still be processing
     // the reply, and refuse REGISTERs with EAGAIN for a moment).
-    std::string start(bool fresh, int timeout_ms = 10000);
+    std::string start(bool fresh, const Persist &mem = {}, int timeout_ms = 10000);
     // Asks the queues to leave; returns at once.  Requests the kernel queues
     // for the ring afterwards wait for a successor's entries.
     void stop();
+    // Handover to a successor that adopts our entries: see Queue::park().
+    void park();
     // Waits for the queues, which leave on their own when the connection
     // ends (their entries complete with ENOTCONN).
     void join();
@@ -70,6 +84,7 @@ class Transport {
     size_t payload_size() const { return payload_; }
     std::string setup() const; // ring setup flags, for the log
     std::vector<QueueInfo> snapshot() const;
+    uint64_t adopted() const; // a predecessor's requests answered, all queues
 
   private:
     fuse::Engine &engine_;
