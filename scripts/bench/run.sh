@@ -204,12 +204,13 @@ row_randread() {
 # col_NAME_cmd SRC MNT: sets CMD=(server argv) for FUSE columns; a column
 #                 without col_NAME_cmd is the native directory itself.
 # READY_FD_COLUMNS: columns whose server takes --ready-fd N.
-ALL_COLUMNS="native holdfastd holdfastd_norecovery passthrough_hp passthrough_hp_nosplice passthrough_hp_stock"
+ALL_COLUMNS="native holdfastd holdfastd_norecovery holdfastd_uring passthrough_hp passthrough_hp_nosplice passthrough_hp_stock"
 DEFAULT_COLUMNS="native holdfastd holdfastd_norecovery passthrough_hp"
 declare -A COL_NOTE=(
 	[native]="the tmpfs directory itself"
 	[holdfastd]="holdfastd defaults, --cache auto pinned: 1 s entry/attr timeouts, no writeback, no keep_cache; threads = CPUs (min 2); crash recovery on (runs under holdfast-fdstore); no default_permissions (server checks, switching credentials per request); --ready-fd"
 	[holdfastd_norecovery]="holdfastd as above with --recovery off: no fd store, no journal (the baseline for the cost of recovery)"
+	[holdfastd_uring]="holdfastd as above with --transport uring (FUSE-over-io_uring; the fuse module's enable_uring is set to Y for the run and restored at exit)"
 	[passthrough_hp]="libfuse 3.14 passthrough_hp patched to --cache auto policy: 1 s entry/attr timeouts, no writeback, no keep_cache; splice + mt loop stock; --foreground"
 	[passthrough_hp_nosplice]="passthrough_hp (the patched --cache auto build) with --nosplice: read/write through user buffers, as holdfastd does"
 	[passthrough_hp_stock]="libfuse 3.14 passthrough_hp, stock flags (86400 s timeouts, writeback cache, keep_cache, splice); --foreground"
@@ -252,6 +253,21 @@ col_holdfastd_norecovery_check() { [ -n "${HOLDFASTD_ORIG:-}" ] || col_holdfastd
 col_holdfastd_norecovery_cmd() { col_holdfastd_cmd "$1" "$2"; CMD+=(--recovery off); }
 col_holdfastd_norecovery_ready_fd() { col_holdfastd_ready_fd; }
 
+# FUSE-over-io_uring needs the fuse module's enable_uring; the old value
+# goes back in cleanup().
+ENABLE_URING=/sys/module/fuse/parameters/enable_uring
+URING_OLD=""
+col_holdfastd_uring_check() {
+	[ -n "${HOLDFASTD_ORIG:-}" ] || col_holdfastd_check || return 1
+	[ -e "$ENABLE_URING" ] || { log "holdfastd_uring: no $ENABLE_URING (kernel without FUSE-over-io_uring)"; return 1; }
+	if [ -z "$URING_OLD" ]; then
+		URING_OLD=$(cat "$ENABLE_URING")
+		echo Y >"$ENABLE_URING" 2>/dev/null || { log "holdfastd_uring: cannot write $ENABLE_URING"; URING_OLD=""; return 1; }
+	fi
+}
+col_holdfastd_uring_cmd() { col_holdfastd_cmd "$1" "$2"; CMD+=(--transport uring); }
+col_holdfastd_uring_ready_fd() { col_holdfastd_ready_fd; }
+
 PHP_AUTO=""
 PHP_STOCK=""
 col_passthrough_hp_check() {
@@ -268,7 +284,7 @@ col_passthrough_hp_stock_check() {
 col_passthrough_hp_stock_cmd() { CMD=("$PHP_STOCK" --foreground "$1" "$2"); }
 
 # Ratio columns of the table: "A:B" = A / B.
-RATIOS="holdfastd:native holdfastd:passthrough_hp holdfastd:holdfastd_norecovery"
+RATIOS="holdfastd:native holdfastd:passthrough_hp holdfastd:holdfastd_norecovery holdfastd_uring:holdfastd holdfastd_uring:passthrough_hp"
 
 # ---------------------------------------------------------------- list
 if [ "$LIST" = 1 ]; then
@@ -399,6 +415,9 @@ cleanup() {
 			umount "$SCRATCH" 2>/dev/null || umount -l "$SCRATCH" 2>/dev/null || log "cleanup: could not unmount $SCRATCH"
 		fi
 		rm -rf --one-file-system "$SCRATCH" 2>/dev/null || rmdir "$SCRATCH" 2>/dev/null
+	fi
+	if [ -n "$URING_OLD" ]; then
+		echo "$URING_OLD" >"$ENABLE_URING" 2>/dev/null || log "cleanup: could not restore $ENABLE_URING to $URING_OLD"
 	fi
 	exit "$rc"
 }
