@@ -84,23 +84,12 @@ static uint64_t fe_once(const char *path)
 	return f;
 }
 
-/* The direct child of @pid (the server under the fd store), or 0. */
+/* The server under the fd store @pid; 0 or -1 while there is none or two. */
 static pid_t child_of(pid_t pid)
 {
-	char path[64], buf[256];
-	ssize_t n;
-	int fd;
+	struct hf h = { .pid = pid };
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	return (pid_t)atoi(buf);
+	return hf_server_child(&h);
 }
 
 static int count_in_file(const char *path, const char *needle)

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 // The QMP client (src/vmm): its JSON parser on hostile input, and the
 // re-plug sequence against a scripted QEMU (canned replies, no sockets).
-#include "daemon/options.h"
 #include "vmm/json.h"
 #include "vmm/qmp.h"
 
@@ -534,66 +533,4 @@ TEST(Qmp, ReplugAtAMissingSocketMeansQemuIsGone)
 {
     ReplugResult r = replug_at("/nonexistent/qmp.sock", opts());
     EXPECT_EQ(r.status, ReplugStatus::qemu_gone);
-}
-
-namespace {
-
-std::string parse_args(std::vector<std::string> args, holdfast::daemon::Options &o)
-{
-    static std::deque<std::vector<std::string>> keep;
-    args.insert(args.begin(), "holdfastd");
-    keep.push_back(args);
-    std::vector<char *> argv;
-    for (auto &a : keep.back())
-        argv.push_back(a.data());
-    argv.push_back(nullptr);
-    o = holdfast::daemon::Options{};
-    return holdfast::daemon::parse(int(argv.size() - 1), argv.data(), o);
-}
-
-} // namespace
-
-TEST(QmpOptions, QmpSocketImpliesReconnect)
-{
-    holdfast::daemon::Options o;
-    EXPECT_EQ(parse_args({"--shared-dir", "/s", "--socket-path", "/r/s.sock", "--qmp-socket",
-                          "/r/qmp.sock", "--qmp-device", "fs0"},
-                         o),
-              "");
-    EXPECT_TRUE(o.reconnect);
-    EXPECT_EQ(o.qmp_socket, "/r/qmp.sock");
-    EXPECT_EQ(o.qmp_device, "fs0");
-    EXPECT_TRUE(o.recovery); // under the fd store by default, as a mount is
-    EXPECT_EQ(parse_args({"--shared-dir", "/s", "--socket-path", "/r/s.sock"}, o), "");
-    EXPECT_FALSE(o.reconnect);
-    EXPECT_EQ(parse_args({"--shared-dir", "/s", "--socket-path", "/r/s.sock", "--reconnect"}, o),
-              "");
-    EXPECT_TRUE(o.reconnect);
-}
-
-TEST(QmpOptions, Refused)
-{
-    holdfast::daemon::Options o;
-    EXPECT_NE(
-        parse_args(
-            {"--shared-dir", "/s", "--socket-path", "/r/s.sock", "--qmp-socket", "/r/qmp.sock"}, o),
-        "");
-    EXPECT_NE(
-        parse_args({"--shared-dir", "/s", "--socket-path", "/r/s.sock", "--qmp-device", "fs0"}, o),
-        "");
-    EXPECT_NE(parse_args({"--shared-dir", "/s", "--mountpoint", "/m", "--reconnect"}, o), "");
-    EXPECT_NE(parse_args({"--shared-dir", "/s", "--mountpoint", "/m", "--qmp-socket", "/q",
-                          "--qmp-device", "fs0"},
-                         o),
-              "");
-    for (const char *bad : {"", "0fs", "fs 0", "fs\"0", "a/b"})
-        EXPECT_NE(parse_args({"--shared-dir", "/s", "--socket-path", "/r/s.sock", "--qmp-socket",
-                              "/q", "--qmp-device", bad},
-                             o),
-                  "")
-            << bad;
-    EXPECT_NE(parse_args({"--shared-dir", "/s", "--socket-path", "/r/s.sock", "--qmp-socket",
-                          std::string(200, 'x'), "--qmp-device", "fs0"},
-                         o),
-              "");
 }

@@ -94,3 +94,45 @@ TEST(VhostOptions, PrintCapabilitiesIgnoresTheRest)
     EXPECT_EQ(run({"--print-capabilities"}, o), "");
     EXPECT_TRUE(o.print_capabilities);
 }
+
+TEST(QmpOptions, QmpSocketImpliesReconnect)
+{
+    Options o;
+    EXPECT_EQ(run({"--shared-dir", "/s", "--socket-path", "/r/s.sock", "--qmp-socket",
+                   "/r/qmp.sock", "--qmp-device", "fs0"},
+                  o),
+              "");
+    EXPECT_TRUE(o.reconnect);
+    EXPECT_EQ(o.qmp_socket, "/r/qmp.sock");
+    EXPECT_EQ(o.qmp_device, "fs0");
+    EXPECT_TRUE(o.recovery); // under the fd store by default, as a mount is
+    EXPECT_EQ(run({"--shared-dir", "/s", "--socket-path", "/r/s.sock"}, o), "");
+    EXPECT_FALSE(o.reconnect);
+    EXPECT_EQ(run({"--shared-dir", "/s", "--socket-path", "/r/s.sock", "--reconnect"}, o), "");
+    EXPECT_TRUE(o.reconnect);
+}
+
+TEST(QmpOptions, Refused)
+{
+    Options o;
+    EXPECT_NE(
+        run({"--shared-dir", "/s", "--socket-path", "/r/s.sock", "--qmp-socket", "/r/qmp.sock"}, o),
+        "");
+    EXPECT_NE(run({"--shared-dir", "/s", "--socket-path", "/r/s.sock", "--qmp-device", "fs0"}, o),
+              "");
+    EXPECT_NE(run({"--shared-dir", "/s", "--mountpoint", "/m", "--reconnect"}, o), "");
+    EXPECT_NE(run({"--shared-dir", "/s", "--mountpoint", "/m", "--qmp-socket", "/q", "--qmp-device",
+                   "fs0"},
+                  o),
+              "");
+    for (const char *bad : {"", "0fs", "fs 0", "fs\"0", "a/b"})
+        EXPECT_NE(run({"--shared-dir", "/s", "--socket-path", "/r/s.sock", "--qmp-socket", "/q",
+                       "--qmp-device", bad},
+                      o),
+                  "")
+            << bad;
+    EXPECT_NE(run({"--shared-dir", "/s", "--socket-path", "/r/s.sock", "--qmp-socket",
+                   std::string(200, 'x'), "--qmp-device", "fs0"},
+                  o),
+              "");
+}
