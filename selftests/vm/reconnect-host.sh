@@ -30,6 +30,12 @@
 #                         virtio_fs_remove); then stops QEMU
 #
 # HF_RC_GAP: seconds of workload before each kill (default 1).
+# HF_RC_TWICE=N: every Nth kill also kills the restarted server at once
+# (default 0: never; see below).  ctl/stop gets the number of new front-ends the
+# server saw, which is the number of reconnects the guest must count.
+# Not in CI yet: when the restarted server dies between its QMP device_del
+# and device_add, the next one finds no device to re-plug ("no-device")
+# and the guest's mount times out.
 # Prints TAP; "# cycle" lines give the host-side time of each reconnect.
 set -uo pipefail
 
@@ -38,6 +44,7 @@ qmp=$HF_VM_ROOT/scripts/vm/qmp.py
 mode=${HF_RC_MODE:-reconnect}
 cycles=${HF_RC_CYCLES:-3}
 gap=${HF_RC_GAP:-1}
+twice=${HF_RC_TWICE:-0}
 ctl=$W/share/ctl
 n=0
 pass=0
@@ -95,6 +102,16 @@ reconnect | selfheal)
 			sleep 0.1
 		done
 		[ $killed = 1 ] || { echo "# cycle $c: no server process to kill"; break; }
+		if [ "$twice" -gt 0 ] && [ $((c % twice)) = 0 ]; then
+			# Twice in a row: the restarted server dies as soon as it is there.
+			for _ in $(seq 1 100); do
+				again=$(server)
+				[ -n "$again" ] && [ "$again" != "$victim" ] && break
+				sleep 0.02
+			done
+			[ -n "$again" ] && [ "$again" != "$victim" ] && kill -KILL "$again" 2>/dev/null &&
+				echo "# cycle $c: killed the restarted server too"
+		fi
 		if [ "$mode" = reconnect ]; then
 			d=$(python3 "$qmp" "$HF_VM_QMP" unplug "fs$idx" 30) || {
 				echo "# cycle $c: device_del: ${d:-error}"
@@ -114,7 +131,9 @@ reconnect | selfheal)
 	done
 	[ "$ok" = "$cycles" ]
 	tap $? "$ok of $cycles SIGKILLs of the server, each followed by a new device"
-	echo "$ok" >"$ctl/stop"
+	# Let a late re-plug finish: then every new front-end is a reconnect.
+	sleep 1
+	echo $(($(connected) - 1)) >"$ctl/stop"
 	;;
 suspend)
 	woken=0
