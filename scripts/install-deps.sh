@@ -10,8 +10,9 @@ RUNTIME="fuse3 attr acl"
 TEST="libgtest-dev googletest xz-utils"
 BENCH="fio meson dpkg-dev"
 # make check-vm: QEMU (TCG) test VMs; the initramfs is busybox-static + kmod,
-# packed with cpio; bc times the runs.
-VM="qemu-system-x86 busybox-static kmod cpio bc"
+# packed with cpio; bc times the runs; python3 speaks QMP.  QEMU itself must
+# be >= 10 (see below).
+VM="qemu-system-x86 busybox-static kmod cpio bc python3"
 # make fuzz: clang with libFuzzer and the sanitizer runtimes (libclang-rt),
 # llvm-symbolizer for readable crash stacks.
 FUZZ="clang-14 libclang-rt-14-dev llvm-14"
@@ -26,7 +27,25 @@ for p in $want; do
 	fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
+# Live migration of a vhost-user-fs device needs QEMU >= 8.2 (the back-end's
+# state travels via SET_DEVICE_STATE_FD); bookworm has 7.2, so on bookworm
+# QEMU comes from bookworm-backports (10.0).
+BACKPORTS_LIST=/etc/apt/sources.list.d/holdfast-bookworm-backports.list
+BACKPORTS_LINE="deb http://deb.debian.org/debian bookworm-backports main"
+qemu_major() {
+	dpkg-query -W -f='${Status} ${Version}\n' qemu-system-x86 2>/dev/null |
+		sed -n 's/^install ok installed \([0-9]*:\)\{0,1\}\([0-9]*\).*/\2/p'
+}
+codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+want_backports=0
+if [ "$codename" = bookworm ]; then
+	m=$(qemu_major)
+	if [ -z "$m" ] || [ "$m" -lt 10 ]; then
+		want_backports=1
+	fi
+fi
+
+if [ ${#missing[@]} -eq 0 ] && [ $want_backports = 0 ]; then
 	exit 0
 fi
 
@@ -37,10 +56,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-echo "install-deps: installing ${missing[*]}"
-# A stale package list makes apt fail with 404s; refresh once per run.
-apt-get update -qq >/dev/null || echo "install-deps: apt-get update failed, trying the cached lists" >&2
-if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/holdfast-apt.log 2>&1; then
+: >/tmp/holdfast-apt.log
+install_missing() {
+	echo "install-deps: installing ${missing[*]}"
+	# A stale package list makes apt fail with 404s; refresh once per run.
+	apt-get update -qq >/dev/null || echo "install-deps: apt-get update failed, trying the cached lists" >&2
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >>/tmp/holdfast-apt.log 2>&1 && return
 	# Retry one by one so the failing package is named, not just "apt failed".
 	for p in "${missing[@]}"; do
 		if ! apt-get install -y -qq --no-install-recommends "$p" >>/tmp/holdfast-apt.log 2>&1; then
@@ -48,5 +69,18 @@ if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/holdfa
 			exit 1
 		fi
 	done
+}
+[ ${#missing[@]} -eq 0 ] || install_missing
+if [ $want_backports = 1 ]; then
+	echo "install-deps: QEMU $(qemu_major) is too old; installing qemu-system-x86 from bookworm-backports"
+	[ -f "$BACKPORTS_LIST" ] || echo "$BACKPORTS_LINE" >"$BACKPORTS_LIST"
+	apt-get update -qq >/dev/null || echo "install-deps: apt-get update failed" >&2
+	if ! apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 \
+		>>/tmp/holdfast-apt.log 2>&1; then
+		echo "install-deps: failed to install qemu-system-x86 from bookworm-backports (log: /tmp/holdfast-apt.log)" >&2
+		exit 1
+	fi
+	[ "$(qemu_major)" -ge 10 ] 2>/dev/null ||
+		{ echo "install-deps: qemu-system-x86 from bookworm-backports is still $(qemu_major)" >&2; exit 1; }
 fi
 echo "install-deps: done"
