@@ -42,6 +42,7 @@ enum {
     kReconnect,
     kQmpSocket,
     kQmpDevice,
+    kMigrationOnError,
     kPrintCaps,
     kHelp,
     kVersion,
@@ -101,6 +102,10 @@ const char *usage()
            "                            or a disconnect, re-plug the device through it\n"
            "                            (implies --reconnect; exits when QEMU is gone)\n"
            "  --qmp-device ID           the vhost-user-fs-pci device's id (with --qmp-socket)\n"
+           "  --migration-on-error abort|guest-error\n"
+           "                            vhost-user migration destination, when a migrated\n"
+           "                            file does not resolve: fail the migration (default;\n"
+           "                            the source keeps the guest) or answer ESTALE for it\n"
            "  --print-capabilities      print the vhost-user back-end capabilities (JSON)\n"
            "  --thread-pool-size N      worker threads, 1..1024 (default: CPUs, at least 2)\n"
            "  --cache MODE              auto|always|never|metadata (default: auto)\n"
@@ -164,6 +169,7 @@ std::string parse(int argc, char **argv, Options &out)
         {"reconnect", no_argument, nullptr, kReconnect},
         {"qmp-socket", required_argument, nullptr, kQmpSocket},
         {"qmp-device", required_argument, nullptr, kQmpDevice},
+        {"migration-on-error", required_argument, nullptr, kMigrationOnError},
         {"print-capabilities", no_argument, nullptr, kPrintCaps},
         {"help", no_argument, nullptr, kHelp},
         {"version", no_argument, nullptr, kVersion},
@@ -325,6 +331,15 @@ std::string parse(int argc, char **argv, Options &out)
                                "0123456789-._") != strlen(optarg))
                 return std::string("--qmp-device: '") + optarg + "' is not a QEMU device id";
             out.qmp_device = optarg;
+            break;
+        case kMigrationOnError:
+            if (strcmp(optarg, "abort") == 0)
+                out.migration_abort = true;
+            else if (strcmp(optarg, "guest-error") == 0)
+                out.migration_abort = false;
+            else
+                return std::string("--migration-on-error: '") + optarg +
+                       "' is not abort or guest-error";
             break;
         case kPrintCaps:
             out.print_capabilities = true;

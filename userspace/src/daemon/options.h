@@ -47,6 +47,10 @@ struct Options {
     // device itself after a restart or a disconnect (Documentation/vhost-user.rst).
     std::string qmp_socket;
     std::string qmp_device;
+    // A migration destination where a migrated inode does not resolve:
+    // fail the migration (the source keeps the guest), or take the state
+    // and answer ESTALE for that inode.
+    bool migration_abort = true;
     bool print_capabilities = false;
     bool vhost() const { return !socket_path.empty() || listen_fd >= 0; }
     bool help = false;

@@ -5,6 +5,7 @@
 #include "daemon/replug_agent.h"
 #include "daemon/sandbox.h"
 #include "daemon/startup.h"
+#include "daemon/state_mover.h"
 #include "fdstore/client.h"
 #include "fdstore/protocol.h"
 #include "fs/passthrough.h"
@@ -222,10 +223,13 @@ struct Served {
 // `agent`, if any, reports while we serve (its re-plug made this
 // connection: its verdict arrives after the device_add).
 Ended serve_connection(const Options &o, Fd conn, int sigfd, int listen_fd, ReplugAgent *agent,
-                       fuse::Engine &engine, Served &total, bool &stuck, int &signo)
+                       fuse::Engine &engine, StateMover &mover, Served &total, bool &stuck,
+                       int &signo)
 {
     vhost::BackendConfig cfg;
     cfg.max_queues = 1 + o.max_request_queues;
+    cfg.state_transfer = [&](uint32_t dir, int fd) { return mover.transfer(dir, fd); };
+    cfg.state_check = [&] { return mover.check(); };
     vhost::Backend backend(cfg);
     const unsigned per_queue = o.threads ? o.threads : 4;
     std::vector<std::thread> threads;
@@ -479,6 +483,7 @@ int serve_vhost(const Options &o)
         }
     }
     engine.set_on_init([&](const fuse::Negotiated &n) { persist_init(region->header(), n); });
+    StateMover mover(*region, pfs, engine, o.migration_abort);
 
     // QMP needs a socket the sandbox will not let us open: a helper process
     // forked now, before the sandbox, does it on our request.
@@ -594,7 +599,7 @@ int serve_vhost(const Options &o)
         bool stuck = false;
         int signo = 0;
         Ended how = serve_connection(o, std::move(conn), sigfd.get(), lis.fd.get(),
-                                     agent ? &*agent : nullptr, engine, total, stuck, signo);
+                                     agent ? &*agent : nullptr, engine, mover, total, stuck, signo);
         if (how == Ended::signal)
             break;
         if (how == Ended::idle) {

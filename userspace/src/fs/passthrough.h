@@ -71,6 +71,12 @@ class Passthrough final : public fuse::Filesystem {
     // Throws std::runtime_error if the region does not describe this
     // shared directory.
     void recover(std::vector<fdstore::NamedFd> stored);
+    // After start_fresh(), the region was overwritten with records
+    // migrated from another server (state/migration.h): rebuild from them
+    // as recover() does, then resolve every inode now.  Returns "" or, when
+    // `strict`, the first inodes that do not resolve (with `strict` off
+    // they stay, and answer ESTALE when used).  `unresolved` gets their count.
+    std::string take_migrated(bool strict, size_t &unresolved);
 
     uint64_t init_flags(uint64_t kernel_flags) override;
     void init(const fuse::Negotiated &n) override;

@@ -48,6 +48,45 @@ std::string Passthrough::lock_name(uint64_t nodeid, uint64_t owner)
     return b;
 }
 
+std::string Passthrough::take_migrated(bool strict, size_t &unresolved)
+{
+    unresolved = 0;
+    // start_fresh() gave the shared directory's fd to the table as node 1;
+    // recover() wants it back to check the region against.
+    auto root = inodes_.get(state::kRootNodeId);
+    if (!root)
+        return "the shared directory is not node 1";
+    root_path_.reset(fcntl(root->fd.get(), F_DUPFD_CLOEXEC, 0));
+    if (!root_path_)
+        return std::string("dup of the shared directory: ") + strerror(errno);
+    try {
+        recover({});
+    } catch (const std::runtime_error &e) {
+        return e.what();
+    }
+    // Resolve everything now, while the guest is still paused: a file that
+    // is gone must fail the migration (strict) rather than a guest's
+    // syscall later.
+    std::string which;
+    const uint64_t high = inodes_.high();
+    for (uint64_t id = state::kRootNodeId + 1; id < high; id++) {
+        if (inodes_.record(id).state.load(std::memory_order_acquire) != state::kLive)
+            continue;
+        if (inodes_.get(id))
+            continue;
+        if (++unresolved <= 8)
+            which += (which.empty() ? "" : ", ") + std::to_string(id);
+    }
+    if (unresolved && strict)
+        return std::to_string(unresolved) + " migrated inodes do not resolve here (node ids " +
+               which + (unresolved > 8 ? ", ...)" : ")");
+    if (unresolved)
+        LOG_WARN("%zu migrated inodes do not resolve here (node ids %s): the guest gets ESTALE "
+                 "for them",
+                 unresolved, which.c_str());
+    return "";
+}
+
 void Passthrough::recover(std::vector<fdstore::NamedFd> stored)
 {
     struct stat st;

@@ -95,6 +95,8 @@ class InodeTable {
     bool forget(uint64_t nodeid, uint64_t n);
 
     size_t live() const;
+    // Slots below this were used at some point (the region's inode_high).
+    uint64_t high() const { return hdr_->inode_high.load(std::memory_order_acquire); }
     uint64_t capacity() const { return cap_; }
     uint64_t nlookup(uint64_t nodeid) const;
 

@@ -13,6 +13,10 @@ Backend::Backend(BackendConfig c) : cfg_(c)
         cfg_.max_queues = 17;
     for (unsigned i = 0; i < cfg_.max_queues; i++)
         queues_.push_back(std::make_unique<Virtqueue>(i));
+    if (cfg_.state_transfer && cfg_.state_check)
+        cfg_.protocol_features |= kPDeviceState;
+    else
+        cfg_.protocol_features &= ~kPDeviceState;
 }
 
 Backend::~Backend() { shutdown(); }
@@ -50,6 +54,8 @@ bool has_own_reply(uint32_t req)
     case kGetConfig:
     case kGetMaxMemSlots:
     case kGetStatus:
+    case kSetDeviceStateFd:
+    case kCheckDeviceState:
         return true;
     default:
         return false;
@@ -254,6 +260,38 @@ std::string Backend::handle_locked(Message &m, Response &resp, bool &replied)
             return "GET_STATUS without the protocol feature";
         resp.bytes = reply_u64(m.request, status_);
         return "";
+
+    case kSetDeviceStateFd: {
+        if (!(protocol_ & kPDeviceState))
+            return "SET_DEVICE_STATE_FD without the protocol feature";
+        int fd = take_fd(m, 0);
+        std::string e;
+        for (auto &q : queues_)
+            if (q->running())
+                e = "the device is not stopped";
+        // Errors are the reply's, not the connection's: the migration
+        // fails and the front-end goes on with us (the source keeps its
+        // guest).  Either way the fd is ours to close.
+        if (e.empty())
+            e = cfg_.state_transfer(m.transfer.direction, fd);
+        else
+            close(fd);
+        if (!e.empty())
+            LOG_ERR("device state %s: %s", m.transfer.direction == kStateSave ? "save" : "load",
+                    e.c_str());
+        resp.bytes = reply_u64(m.request, (e.empty() ? 0 : 1) | kStateNoFd);
+        return "";
+    }
+
+    case kCheckDeviceState: {
+        if (!(protocol_ & kPDeviceState))
+            return "CHECK_DEVICE_STATE without the protocol feature";
+        std::string e = cfg_.state_check();
+        if (!e.empty())
+            LOG_ERR("device state transfer failed: %s", e.c_str());
+        resp.bytes = reply_u64(m.request, e.empty() ? 0 : 1);
+        return "";
+    }
 
     default:
         return std::string(request_name(m.request)) + " is not supported";

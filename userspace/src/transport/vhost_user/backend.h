@@ -23,6 +23,14 @@ struct BackendConfig {
     uint64_t features = kFVersion1 | kFIndirectDesc | kFEventIdx | kFProtocolFeatures;
     uint64_t protocol_features = kPMq | kPReplyAck | kPInflightShmfd | kPResetDevice;
     int stop_timeout_ms = 5000; // GET_VRING_BASE waits this long for requests
+    // Back-end state migration (PROTOCOL_F_DEVICE_STATE, offered when
+    // set).  state_transfer starts moving the state over `fd` (kStateSave:
+    // write it, kStateLoad: read it) without waiting for the other end,
+    // which only drains the channel after our reply; "" or why not.
+    // state_check waits for that transfer to end: "" if the state went
+    // through (and, loading, is installed).
+    std::function<std::string(uint32_t direction, int fd)> state_transfer;
+    std::function<std::string()> state_check;
 };
 
 // What the caller sends back for one message.

@@ -42,6 +42,8 @@ const char *request_name(uint32_t req)
     case kRemMemReg: return "REM_MEM_REG";
     case kSetStatus: return "SET_STATUS";
     case kGetStatus: return "GET_STATUS";
+    case kSetDeviceStateFd: return "SET_DEVICE_STATE_FD";
+    case kCheckDeviceState: return "CHECK_DEVICE_STATE";
     default: return "UNKNOWN";
     }
 }
@@ -104,6 +106,7 @@ std::string parse(const MsgHeader &hdr, std::span<const uint8_t> p, std::span<co
     case kGetMaxMemSlots:
     case kResetDevice:
     case kGetStatus:
+    case kCheckDeviceState:
         // Some front-ends send a u64 of zero with requests that have none.
         if (p.size() != 0 && p.size() != 8)
             return sz(request_name(hdr.request), p.size());
@@ -185,6 +188,16 @@ std::string parse(const MsgHeader &hdr, std::span<const uint8_t> p, std::span<co
             return "inflight queue size " + std::to_string(out.inflight.queue_size) +
                    " is not a power of two";
         return want_fds(hdr.request == kSetInflightFd ? 1 : 0);
+
+    case kSetDeviceStateFd:
+        if (!take(p, out.transfer))
+            return sz("SET_DEVICE_STATE_FD", p.size());
+        if (out.transfer.direction != kStateSave && out.transfer.direction != kStateLoad)
+            return "SET_DEVICE_STATE_FD: unknown direction " +
+                   std::to_string(out.transfer.direction);
+        if (out.transfer.phase != kPhaseStopped)
+            return "SET_DEVICE_STATE_FD: unknown phase " + std::to_string(out.transfer.phase);
+        return want_fds(1);
 
     case kGetConfig:
     case kSetConfig: {

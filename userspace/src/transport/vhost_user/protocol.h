@@ -54,6 +54,8 @@ enum Request : uint32_t {
     kRemMemReg = 38,
     kSetStatus = 39,
     kGetStatus = 40,
+    kSetDeviceStateFd = 42,
+    kCheckDeviceState = 43,
     kMaxRequest = 64,
 };
 const char *request_name(uint32_t req);
@@ -83,6 +85,7 @@ constexpr uint64_t kPResetDevice = 1ull << 13;
 constexpr uint64_t kPInbandNotifications = 1ull << 14;
 constexpr uint64_t kPConfigureMemSlots = 1ull << 15;
 constexpr uint64_t kPStatus = 1ull << 16;
+constexpr uint64_t kPDeviceState = 1ull << 19;
 
 // Limits.
 constexpr size_t kMaxFds = 8;             // SCM_RIGHTS per message (spec)
@@ -130,12 +133,23 @@ struct InflightDesc {
     uint16_t num_queues;
     uint16_t queue_size;
 };
+struct DeviceStateParams {
+    uint32_t direction; // kStateSave | kStateLoad
+    uint32_t phase;     // kPhaseStopped is the only one
+};
 struct ConfigHeader {
     uint32_t offset;
     uint32_t size;
     uint32_t flags;
 };
 #pragma pack(pop)
+
+// SET_DEVICE_STATE_FD
+constexpr uint32_t kStateSave = 0;
+constexpr uint32_t kStateLoad = 1;
+constexpr uint32_t kPhaseStopped = 0;
+// Its reply: bits 0-7 an error (0: success); bit 8 "no fd in the reply".
+constexpr uint64_t kStateNoFd = 1ull << 8;
 
 static_assert(sizeof(MsgHeader) == 12);
 static_assert(sizeof(VringAddr) == 40);
@@ -153,6 +167,7 @@ struct Message {
     InflightDesc inflight{};
     ConfigHeader config{};
     std::vector<uint8_t> config_bytes;
+    DeviceStateParams transfer{};
     std::vector<int> fds; // owned by the caller (closed unless taken)
 
     bool need_reply() const { return flags & kNeedReply; }

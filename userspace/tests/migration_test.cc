@@ -1,0 +1,283 @@
+// SPDX-License-Identifier: GPL-2.0
+// The migration state stream (state/migration.h): a snapshot of one
+// region installs into another unchanged, and every malformed stream is
+// refused with a reason before anything is installed.
+#include "state/inode_table.h"
+#include "state/migration.h"
+#include "state/region.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+using namespace holdfast::state;
+
+namespace {
+
+constexpr uint64_t kCap = 64;
+
+Region region()
+{
+    Region::Geometry g;
+    g.inode_capacity = kCap;
+    g.handle_capacity = kCap;
+    return Region::create(g);
+}
+
+void put_inode(Region &r, uint64_t id, uint32_t mode, uint64_t ino, uint64_t nlookup,
+               uint32_t hbytes = 8)
+{
+    InodeRecord &rec = r.inodes()[id];
+    rec.generation = uint32_t(id * 3);
+    rec.nlookup.store(nlookup);
+    rec.dev = 42;
+    rec.ino = ino;
+    rec.mnt_id = 7;
+    rec.mode = mode;
+    rec.handle_type = 1;
+    rec.handle_bytes = hbytes;
+    for (uint32_t i = 0; i < hbytes; i++)
+        rec.handle[i] = uint8_t(id + i);
+    rec.state.store(kLive);
+    uint64_t high = r.header().inode_high.load();
+    if (id + 1 > high)
+        r.header().inode_high.store(id + 1);
+}
+
+void put_handle(Region &r, uint64_t fh, uint64_t nodeid, uint32_t kind, uint32_t flags)
+{
+    HandleRecord &rec = r.handles()[fh];
+    rec.kind = kind;
+    rec.nodeid = nodeid;
+    rec.open_flags = flags;
+    rec.opened_by = fh * 100;
+    rec.state.store(kLive);
+    if (fh + 1 > r.header().handle_high.load())
+        r.header().handle_high.store(fh + 1);
+}
+
+// A region as a server leaves it: root, a directory, files (one freed in
+// between), open handles, INIT done.
+Region source()
+{
+    Region r = region();
+    put_inode(r, kRootNodeId, S_IFDIR, 100, 1, 0);
+    put_inode(r, 2, S_IFDIR, 101, 3);
+    put_inode(r, 3, S_IFREG, 102, 1);
+    put_inode(r, 5, S_IFREG, 104, 2, 128);
+    put_inode(r, 6, S_IFLNK, 105, 1, 0);
+    put_handle(r, 1, 3, kFile, O_RDWR);
+    put_handle(r, 3, 2, kDir, O_RDONLY | O_DIRECTORY);
+    InitRecord &i = r.header().init;
+    i.major = 7;
+    i.minor = 38;
+    i.max_write = 1 << 20;
+    i.kernel_flags = 0x1234;
+    i.flags = 0x5678;
+    i.max_readahead = 1 << 17;
+    i.max_pages = 256;
+    i.state.store(kLive);
+    return r;
+}
+
+// A fresh destination serving the same directory: only its root is live.
+Region destination()
+{
+    Region r = region();
+    put_inode(r, kRootNodeId, S_IFDIR, 100, 1, 0);
+    return r;
+}
+
+MigrationLimits limits()
+{
+    return {kCap, kCap};
+}
+
+TEST(Migration, RoundTripInstallsTheSameRecords)
+{
+    Region src = source();
+    std::vector<uint8_t> bytes = encode(snapshot(src));
+    MigrationState s;
+    ASSERT_EQ("", decode(bytes, limits(), s));
+    EXPECT_EQ(5u, s.inodes.size());
+    EXPECT_EQ(2u, s.handles.size());
+
+    Region dst = destination();
+    ASSERT_EQ("", install(s, dst));
+    for (uint64_t id = kRootNodeId; id < kCap; id++) {
+        const InodeRecord &a = src.inodes()[id], &b = dst.inodes()[id];
+        ASSERT_EQ(a.state.load(), b.state.load()) << id;
+        if (a.state.load() != kLive)
+            continue;
+        EXPECT_EQ(a.generation, b.generation) << id;
+        EXPECT_EQ(a.nlookup.load(), b.nlookup.load()) << id;
+        EXPECT_EQ(a.ino, b.ino) << id;
+        EXPECT_EQ(a.mode, b.mode) << id;
+        EXPECT_EQ(a.handle_bytes, b.handle_bytes) << id;
+        EXPECT_EQ(0, std::memcmp(a.handle, b.handle, a.handle_bytes)) << id;
+    }
+    for (uint64_t fh = 1; fh < kCap; fh++) {
+        const HandleRecord &a = src.handles()[fh], &b = dst.handles()[fh];
+        ASSERT_EQ(a.state.load(), b.state.load()) << fh;
+        if (a.state.load() != kLive)
+            continue;
+        EXPECT_EQ(a.nodeid, b.nodeid);
+        EXPECT_EQ(a.kind, b.kind);
+        EXPECT_EQ(a.open_flags, b.open_flags);
+        EXPECT_EQ(a.opened_by, b.opened_by);
+    }
+    EXPECT_EQ(src.header().inode_high.load(), dst.header().inode_high.load());
+    EXPECT_EQ(src.header().handle_high.load(), dst.header().handle_high.load());
+    const InitRecord &a = src.header().init, &b = dst.header().init;
+    EXPECT_EQ(kLive, b.state.load());
+    EXPECT_EQ(a.minor, b.minor);
+    EXPECT_EQ(a.max_write, b.max_write);
+    EXPECT_EQ(a.kernel_flags, b.kernel_flags);
+    EXPECT_EQ(a.flags, b.flags);
+    EXPECT_EQ(a.max_pages, b.max_pages);
+}
+
+TEST(Migration, FdStoredInodesMustResolveByHandleAtTheDestination)
+{
+    Region src = source();
+    src.inodes()[5].flags = kInodeFdStored;
+    MigrationState s;
+    ASSERT_EQ("", decode(encode(snapshot(src)), limits(), s));
+    Region dst = destination();
+    ASSERT_EQ("", install(s, dst));
+    EXPECT_EQ(0u, dst.inodes()[5].flags);
+}
+
+TEST(Migration, EveryTruncationIsRefused)
+{
+    Region src = source();
+    std::vector<uint8_t> bytes = encode(snapshot(src));
+    for (size_t n = 0; n < bytes.size(); n++) {
+        MigrationState s;
+        std::string e = decode(std::span(bytes).first(n), limits(), s);
+        EXPECT_NE("", e) << "accepted a stream cut at " << n << " of " << bytes.size();
+    }
+}
+
+TEST(Migration, EveryFlippedByteIsRefused)
+{
+    Region src = source();
+    std::vector<uint8_t> bytes = encode(snapshot(src));
+    for (size_t i = 0; i < bytes.size(); i++) {
+        std::vector<uint8_t> bad = bytes;
+        bad[i] ^= 0x40;
+        MigrationState s;
+        EXPECT_NE("", decode(bad, limits(), s)) << "accepted a flip at byte " << i;
+    }
+}
+
+TEST(Migration, TrailingBytesAreRefused)
+{
+    Region src = source();
+    std::vector<uint8_t> bytes = encode(snapshot(src));
+    bytes.push_back(0);
+    MigrationState s;
+    EXPECT_NE(std::string::npos, decode(bytes, limits(), s).find("after the end"));
+}
+
+// Streams that are well-formed and correctly checksummed but say
+// something impossible: a hostile or buggy source.
+std::string decode_state(const MigrationState &st, MigrationLimits lim = limits())
+{
+    MigrationState out;
+    return decode(encode(st), lim, out);
+}
+
+TEST(Migration, ImpossibleContentIsRefused)
+{
+    Region src = source();
+    const MigrationState good = snapshot(src);
+    ASSERT_EQ("", decode_state(good));
+
+    MigrationState s = good;
+    EXPECT_NE("", decode_state(s, {4, kCap})) << "node id beyond capacity";
+    EXPECT_NE("", decode_state(s, {kCap, 2})) << "fh beyond capacity";
+
+    s = good;
+    std::swap(s.inodes[1], s.inodes[2]);
+    EXPECT_NE("", decode_state(s)) << "unordered node ids";
+
+    s = good;
+    s.inodes.push_back(s.inodes.back());
+    EXPECT_NE("", decode_state(s)) << "duplicate node id";
+
+    s = good;
+    s.inodes[2].mode = 0;
+    EXPECT_NE("", decode_state(s)) << "no file type";
+
+    s = good;
+    s.inodes[2].mode = S_IFREG | 0644;
+    EXPECT_NE("", decode_state(s)) << "permission bits in the type";
+
+    s = good;
+    s.inodes[2].flags = 0x80;
+    EXPECT_NE("", decode_state(s)) << "unknown inode flag";
+
+    s = good;
+    s.inodes[2].nlookup = 0;
+    EXPECT_NE("", decode_state(s)) << "forgotten inode";
+
+    s = good;
+    s.inodes[2].handle.resize(kMaxFileHandle + 1);
+    EXPECT_NE("", decode_state(s)) << "oversized file handle";
+
+    s = good;
+    s.inodes.erase(s.inodes.begin());
+    EXPECT_NE("", decode_state(s)) << "no root";
+
+    s = good;
+    s.root_ino = 999;
+    EXPECT_NE("", decode_state(s)) << "root contradicts the source section";
+
+    s = good;
+    s.handles[0].nodeid = 4; // a freed slot
+    EXPECT_NE("", decode_state(s)) << "handle of an inode that was not migrated";
+
+    s = good;
+    s.handles[0].kind = kDir; // on a regular file
+    EXPECT_NE("", decode_state(s)) << "directory handle on a file";
+
+    s = good;
+    s.handles[1].kind = 9;
+    EXPECT_NE("", decode_state(s)) << "unknown handle kind";
+
+    s = good;
+    s.handles[0].fh = 0;
+    EXPECT_NE("", decode_state(s)) << "fh 0";
+
+    s = good;
+    s.init.major = 8;
+    EXPECT_NE("", decode_state(s)) << "FUSE major 8";
+}
+
+TEST(Migration, OtherDirectoryOrUsedDestinationIsRefused)
+{
+    Region src = source();
+    MigrationState s;
+    ASSERT_EQ("", decode(encode(snapshot(src)), limits(), s));
+
+    Region other = region();
+    put_inode(other, kRootNodeId, S_IFDIR, 555, 1, 0);
+    EXPECT_NE(std::string::npos, install(s, other).find("another shared directory"));
+    EXPECT_NE(kLive, other.inodes()[2].state.load()) << "a refused install changed the region";
+
+    Region used = destination();
+    put_inode(used, 2, S_IFREG, 300, 1);
+    EXPECT_NE("", install(s, used));
+}
+
+TEST(Migration, BootIdIsThisHosts)
+{
+    std::array<uint8_t, 16> zero{};
+    EXPECT_NE(zero, host_boot_id());
+    EXPECT_EQ(host_boot_id(), host_boot_id());
+}
+
+} // namespace
