@@ -310,6 +310,11 @@ void Queue::serve(unsigned idx)
         stats_.malformed.fetch_add(1, std::memory_order_relaxed);
         LOG_WARN("io_uring queue %u: malformed request (unique %#llx): %s", qid_,
                  (unsigned long long)e.unique(), why);
+        if (auto *r = slots_[idx].rec) {
+            // Answered as is: recorded as committed once the commit went in.
+            r->state.store(state::kUringIdle, std::memory_order_release);
+            r->commit_id = e.commit_id();
+        }
         e.put_error(e.unique(), -EIO);
         commit(idx);
         return;
@@ -398,6 +403,9 @@ bool Queue::adopt(unsigned idx)
         req = e.request(&why);
         if (req.empty()) {
             stats_.malformed.fetch_add(1, std::memory_order_relaxed);
+            // Idle before the id changes: what mark_submitted() records.
+            r->state.store(state::kUringIdle, std::memory_order_release);
+            r->commit_id = cid;
             e.put_error(cid, -EIO);
             commit(idx);
             return true;
