@@ -3,12 +3,14 @@
 // CHECK_DEVICE_STATE): parsing, negotiation, and what the back-end hands
 // to the server's hooks and answers the front-end.
 #include "transport/vhost_user/backend.h"
+#include "transport/vhost_user/dirty_log.h"
 #include "transport/vhost_user/protocol.h"
 
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 using namespace holdfast::vhost;
@@ -173,4 +175,55 @@ TEST(VhostDeviceState, TransferAndCheckReplies)
     m = msg(kCheckDeviceState);
     ASSERT_EQ(be.handle(m, r), "");
     EXPECT_NE(reply_value(r), 0u);
+}
+
+// The dirty log QEMU needs before it migrates a vhost-user device.
+TEST(VhostDirtyLog, MapAndMark)
+{
+    int fd = memfd_create("log", MFD_CLOEXEC);
+    ASSERT_LE(0, fd);
+    ASSERT_EQ(0, ftruncate(fd, 8192));
+    std::shared_ptr<DirtyLog> log;
+    EXPECT_NE("", DirtyLog::map(fd, 0, 0, log)) << "empty log";
+    EXPECT_NE("", DirtyLog::map(fd, 8192, 4096, log)) << "beyond the fd";
+    EXPECT_NE("", DirtyLog::map(-1, 16, 0, log)) << "no fd";
+    ASSERT_EQ("", DirtyLog::map(fd, 4096, 4096, log));
+    close(fd);
+
+    log->mark(3 * kLogPageSize + 100, 1);
+    EXPECT_TRUE(log->marked(3 * kLogPageSize));
+    EXPECT_FALSE(log->marked(2 * kLogPageSize));
+    EXPECT_FALSE(log->marked(4 * kLogPageSize));
+    // A range straddling pages marks both; length 0 marks nothing.
+    log->mark(10 * kLogPageSize - 1, 2);
+    EXPECT_TRUE(log->marked(9 * kLogPageSize));
+    EXPECT_TRUE(log->marked(10 * kLogPageSize));
+    log->mark(20 * kLogPageSize, 0);
+    EXPECT_FALSE(log->marked(20 * kLogPageSize));
+    // Past the end of the log (4096 bytes: 32768 pages) and wrapping
+    // ranges are ignored, not written.
+    log->mark(40000 * kLogPageSize, kLogPageSize);
+    log->mark(UINT64_MAX - 10, 100);
+    EXPECT_FALSE(log->marked(40000 * kLogPageSize));
+}
+
+TEST(VhostDirtyLog, SetLogBaseRepliesEmpty)
+{
+    Backend be({});
+    Response r;
+    Message m = msg(kSetFeatures, kFProtocolFeatures | kFVersion1 | kFLogAll);
+    ASSERT_EQ(be.handle(m, r), "");
+    m = msg(kSetProtocolFeatures, kPLogShmfd);
+    ASSERT_EQ(be.handle(m, r), "");
+    int fd = memfd_create("log", MFD_CLOEXEC);
+    ASSERT_EQ(0, ftruncate(fd, 4096));
+    m = msg(kSetLogBase);
+    m.log = {4096, 0};
+    m.fds = {fd};
+    r = {};
+    ASSERT_EQ(be.handle(m, r), "");
+    EXPECT_EQ(r.bytes.size(), sizeof(MsgHeader)) << "QEMU waits for an empty reply";
+    for (int f : m.fds)
+        if (f >= 0)
+            close(f);
 }

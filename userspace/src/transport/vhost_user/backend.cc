@@ -56,6 +56,7 @@ bool has_own_reply(uint32_t req)
     case kGetStatus:
     case kSetDeviceStateFd:
     case kCheckDeviceState:
+    case kSetLogBase:
         return true;
     default:
         return false;
@@ -259,6 +260,28 @@ std::string Backend::handle_locked(Message &m, Response &resp, bool &replied)
         if (!(protocol_ & kPStatus))
             return "GET_STATUS without the protocol feature";
         resp.bytes = reply_u64(m.request, status_);
+        return "";
+
+    case kSetLogBase: {
+        if (!(protocol_ & kPLogShmfd))
+            return "SET_LOG_BASE without the LOG_SHMFD protocol feature";
+        int fd = take_fd(m, 0);
+        std::shared_ptr<DirtyLog> log;
+        std::string e = DirtyLog::map(fd, m.log.mmap_size, m.log.mmap_offset, log);
+        close(fd);
+        if (!e.empty())
+            return e;
+        for (auto &q : queues_)
+            q->set_log(log);
+        // With LOG_SHMFD the front-end waits for an empty reply.
+        resp.bytes = reply_bytes(m.request, nullptr, 0);
+        return "";
+    }
+
+    case kSetLogFd:
+        // An eventfd to signal after logging, for front-ends that ask for
+        // it; QEMU reads the log when it syncs, so nothing to signal.
+        close(take_fd(m, 0));
         return "";
 
     case kSetDeviceStateFd: {

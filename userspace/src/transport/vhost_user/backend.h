@@ -20,8 +20,12 @@ namespace holdfast::vhost {
 
 struct BackendConfig {
     uint32_t max_queues = 17; // vrings: virtio-fs hiprio + up to 16 request queues
-    uint64_t features = kFVersion1 | kFIndirectDesc | kFEventIdx | kFProtocolFeatures;
-    uint64_t protocol_features = kPMq | kPReplyAck | kPInflightShmfd | kPResetDevice;
+    // LOG_ALL and LOG_SHMFD: QEMU migrates a vhost-user device only if
+    // the back-end logs the guest pages it writes (dirty_log.h).
+    uint64_t features =
+        kFVersion1 | kFIndirectDesc | kFEventIdx | kFProtocolFeatures | kFLogAll;
+    uint64_t protocol_features =
+        kPMq | kPReplyAck | kPInflightShmfd | kPResetDevice | kPLogShmfd;
     int stop_timeout_ms = 5000; // GET_VRING_BASE waits this long for requests
     // Back-end state migration (PROTOCOL_F_DEVICE_STATE, offered when
     // set).  state_transfer starts moving the state over `fd` (kStateSave:

@@ -189,6 +189,16 @@ std::string parse(const MsgHeader &hdr, std::span<const uint8_t> p, std::span<co
                    " is not a power of two";
         return want_fds(hdr.request == kSetInflightFd ? 1 : 0);
 
+    case kSetLogBase:
+        if (!take(p, out.log))
+            return sz("SET_LOG_BASE", p.size());
+        return want_fds(1);
+
+    case kSetLogFd:
+        if (p.size() != 0 && p.size() != 8)
+            return sz("SET_LOG_FD", p.size());
+        return want_fds(1);
+
     case kSetDeviceStateFd:
         if (!take(p, out.transfer))
             return sz("SET_DEVICE_STATE_FD", p.size());

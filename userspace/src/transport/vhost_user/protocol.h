@@ -94,6 +94,7 @@ constexpr uint32_t kMaxQueueSize = 32768; // split ring
 constexpr size_t kMaxPayload = 4096;      // nothing legitimate is larger
 constexpr uint32_t kVringIndexMask = 0xff;
 constexpr uint64_t kVringNoFd = 1ull << 8;
+constexpr uint32_t kVringFLog = 1; // VringAddr.flags: log used-ring writes
 
 #pragma pack(push, 1)
 struct MsgHeader {
@@ -133,6 +134,10 @@ struct InflightDesc {
     uint16_t num_queues;
     uint16_t queue_size;
 };
+struct LogDesc {
+    uint64_t mmap_size;
+    uint64_t mmap_offset;
+};
 struct DeviceStateParams {
     uint32_t direction; // kStateSave | kStateLoad
     uint32_t phase;     // kPhaseStopped is the only one
@@ -168,6 +173,7 @@ struct Message {
     ConfigHeader config{};
     std::vector<uint8_t> config_bytes;
     DeviceStateParams transfer{};
+    LogDesc log{};
     std::vector<int> fds; // owned by the caller (closed unless taken)
 
     bool need_reply() const { return flags & kNeedReply; }

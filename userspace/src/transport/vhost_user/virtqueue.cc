@@ -83,6 +83,8 @@ ChainError walk_chain(const MemoryTable &mem, const uint8_t *table, uint16_t num
         if (d.len > lim.max_bytes - total)
             return ChainError::too_large;
         total += d.len;
+        if (w)
+            out.out_gpa.emplace_back(d.addr, d.len);
         std::vector<iovec> &v = w ? out.out : out.in;
         size_t other = w ? out.in.size() : out.out.size();
         if (other >= lim.max_iov)
@@ -158,8 +160,17 @@ std::string Virtqueue::set_num(uint32_t num)
 std::string Virtqueue::set_addr(const VringAddr &a)
 {
     std::lock_guard g(mu_);
-    if (started_)
-        return "SET_VRING_ADDR on a running ring";
+    if (started_) {
+        // Starting or ending a migration, QEMU re-sends the addresses of
+        // running rings to switch used-ring logging (VHOST_VRING_F_LOG):
+        // only the log fields may change under a running ring.
+        if (a.desc_user_addr != addr_.desc_user_addr || a.used_user_addr != addr_.used_user_addr ||
+            a.avail_user_addr != addr_.avail_user_addr || (a.flags & ~kVringFLog))
+            return "SET_VRING_ADDR moves a running ring";
+        addr_.flags = a.flags;
+        addr_.log_guest_addr = a.log_guest_addr;
+        return "";
+    }
     // Ring alignment (virtio 1.x 2.7): descriptors 16, avail 2, used 4.
     if ((a.desc_user_addr & 15) || (a.avail_user_addr & 1) || (a.used_user_addr & 3))
         return "misaligned ring address";
@@ -239,6 +250,12 @@ std::string Virtqueue::set_memory(std::shared_ptr<const MemoryTable> mem)
     if (!e.empty() && started_)
         mark_broken_locked(e);
     return started_ ? "" : e;
+}
+
+void Virtqueue::set_log(std::shared_ptr<DirtyLog> log)
+{
+    std::lock_guard g(mu_);
+    log_ = std::move(log);
 }
 
 std::string Virtqueue::set_inflight(QueueRegionSplit *r, uint16_t capacity)
@@ -357,6 +374,14 @@ int Virtqueue::try_pop(Chain &c)
     return r;
 }
 
+// The used ring as the guest sees it (flags, idx, ring, avail_event), if
+// the front-end asked for it to be logged (VHOST_VRING_F_LOG).
+void Virtqueue::log_used_locked()
+{
+    if (log_ && (features_ & kFLogAll) && (addr_.flags & kVringFLog))
+        log_->mark(addr_.log_guest_addr, 4 + 8 * uint64_t(num_) + 2);
+}
+
 void Virtqueue::push_locked(uint16_t head, uint32_t len)
 {
     uint16_t idx = used_idx_;
@@ -405,6 +430,7 @@ bool Virtqueue::arm_notify_locked()
         // avail_event lives right after the used ring.
         store16(used_ + 4 + 8 * size_t(num_), last_avail_);
         std::atomic_thread_fence(std::memory_order_seq_cst);
+        log_used_locked();
     }
     return !resubmit_.empty() || load16(avail_ + 2) != last_avail_;
 }
@@ -417,7 +443,19 @@ void Virtqueue::complete(const Chain &c, uint32_t len)
     if (c.gen == gen_ && started_ && used_ && !broken_) {
         if (len > c.out_bytes)
             len = uint32_t(c.out_bytes);
+        if (log_ && (features_ & kFLogAll)) {
+            // The reply is in guest memory already: its pages first.
+            uint64_t left = len;
+            for (auto [gpa, n] : c.out_gpa) {
+                if (!left)
+                    break;
+                uint64_t k = std::min<uint64_t>(n, left);
+                log_->mark(gpa, k);
+                left -= k;
+            }
+        }
         push_locked(c.head, len);
+        log_used_locked();
         if (need_notify_locked())
             notify_locked();
     }

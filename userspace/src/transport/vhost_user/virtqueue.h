@@ -13,6 +13,7 @@
 #pragma once
 
 #include "transport/vhost_user/inflight.h"
+#include "transport/vhost_user/dirty_log.h"
 #include "transport/vhost_user/memory.h"
 #include "transport/vhost_user/protocol.h"
 #include "util/fd.h"
@@ -53,6 +54,9 @@ struct Chain {
     std::vector<iovec> out; // device-writable (room for the reply)
     uint64_t in_bytes = 0;
     uint64_t out_bytes = 0;
+    // The device-writable descriptors in guest-physical terms: what the
+    // dirty log must mark once the reply is written.
+    std::vector<std::pair<uint64_t, uint32_t>> out_gpa;
     // Keeps the mappings the iovecs point into alive.
     std::shared_ptr<const MemoryTable> mem;
     uint64_t gen = 0; // which start of the ring this came from
@@ -61,6 +65,7 @@ struct Chain {
     {
         in.clear();
         out.clear();
+        out_gpa.clear();
         in_bytes = out_bytes = 0;
         mem.reset();
     }
@@ -113,6 +118,9 @@ class Virtqueue {
     void set_err(Fd fd);
     void set_enabled(bool on);
     std::string set_memory(std::shared_ptr<const MemoryTable> mem);
+    // The migration dirty log; written pages are marked while the
+    // negotiated features include VHOST_F_LOG_ALL (nullptr: none).
+    void set_log(std::shared_ptr<DirtyLog> log);
     // Tracks inflight heads in `r`, which has room for `capacity`
     // descriptors, from the next start of the ring on (nullptr: stop
     // tracking).  A ring larger than `capacity` is not tracked.
@@ -150,6 +158,7 @@ class Virtqueue {
     std::string translate_locked();
     int pop_locked(Chain &c);
     void push_locked(uint16_t head, uint32_t len);
+    void log_used_locked();
     bool need_notify_locked();
     void notify_locked();
     // Re-arms guest notifications; true if more work arrived meanwhile.
@@ -171,6 +180,7 @@ class Virtqueue {
     VringAddr addr_{};
     bool addr_set_ = false;
     std::shared_ptr<const MemoryTable> mem_;
+    std::shared_ptr<DirtyLog> log_;
     std::shared_ptr<Fd> kick_;
     bool kick_set_ = false;
     Fd call_, err_;
