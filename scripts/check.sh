@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs test suites and ends with one line "N passed, N failed" summing them.
-# Usage: check.sh [unit] [host] [vm] [asan] ...   Exit status: 0 only if nothing failed.
+# Usage: check.sh [unit] [host] [vm] [migrate] [asan] ...   Exit status: 0 only if nothing failed.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$top/build}
@@ -53,6 +53,11 @@ run_counted() {
 run_host() { run_counted host "$top/selftests/run-host.sh"; }
 # The guest suite in test VMs (both guest kernels, and ours on 6.1).
 run_vm() { run_counted vm "$top/selftests/vm/check-vm.sh"; }
+# Live migration between QEMUs: ping-pong, and a destination that refuses.
+run_migrate() {
+	run_counted migrate "$top/selftests/vm/migrate-vm.sh"
+	run_counted migrate-refuse "$top/selftests/vm/migrate-vm.sh" --refuse
+}
 # Unit tests and host selftests again under ASan/UBSan (its own build).
 run_asan() { run_counted asan "$top/scripts/check-asan.sh"; }
 
