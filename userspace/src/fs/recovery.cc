@@ -48,6 +48,34 @@ std::string Passthrough::lock_name(uint64_t nodeid, uint64_t owner)
     return b;
 }
 
+void Passthrough::destroy()
+{
+    size_t files = 0, nodes = 0;
+    for (uint64_t fh = 1; fh < handles_.high(); fh++) {
+        const state::HandleRecord &hr = handles_.record(fh);
+        if (hr.state.load(std::memory_order_acquire) != state::kLive)
+            continue;
+        const bool stored = hr.flags.load(std::memory_order_acquire) & state::kHandleFdStored;
+        auto h = handles_.remove(fh);
+        if (!h)
+            continue;
+        files++;
+        if (h->inode)
+            h->inode->open_count.fetch_sub(1, std::memory_order_relaxed);
+        if (stored && rec_.store)
+            rec_.store->remove("h" + std::to_string(fh));
+    }
+    for (uint64_t id = state::kRootNodeId + 1; id < inodes_.high(); id++) {
+        if (inodes_.record(id).state.load(std::memory_order_acquire) != state::kLive)
+            continue;
+        if (uint64_t n = inodes_.nlookup(id)) {
+            forget(id, n);
+            nodes++;
+        }
+    }
+    LOG_INFO("session ended: closed %zu files, forgot %zu inodes", files, nodes);
+}
+
 std::string Passthrough::take_migrated(bool strict, size_t &unresolved)
 {
     unresolved = 0;
@@ -66,8 +94,24 @@ std::string Passthrough::take_migrated(bool strict, size_t &unresolved)
     }
     // Resolve everything now, while the guest is still paused: a file that
     // is gone must fail the migration (strict) rather than a guest's
-    // syscall later.
+    // syscall later.  Open files first: an unlinked one lives only as long
+    // as somebody holds it, and the source lets go once the guest runs
+    // here; its handle's fd (and the fd store, for our own successor)
+    // keeps it.
     std::string which;
+    size_t lost_files = 0;
+    for (uint64_t fh = 1; fh < handles_.high(); fh++) {
+        if (handles_.record(fh).state.load(std::memory_order_acquire) != state::kLive)
+            continue;
+        auto h = handles_.get(fh);
+        if (!h) {
+            lost_files++;
+            continue;
+        }
+        keep_if_orphaned(h->inode);
+    }
+    if (lost_files && strict)
+        return std::to_string(lost_files) + " migrated open files do not reopen here";
     const uint64_t high = inodes_.high();
     for (uint64_t id = state::kRootNodeId + 1; id < high; id++) {
         if (inodes_.record(id).state.load(std::memory_order_acquire) != state::kLive)
@@ -80,10 +124,10 @@ std::string Passthrough::take_migrated(bool strict, size_t &unresolved)
     if (unresolved && strict)
         return std::to_string(unresolved) + " migrated inodes do not resolve here (node ids " +
                which + (unresolved > 8 ? ", ...)" : ")");
-    if (unresolved)
-        LOG_WARN("%zu migrated inodes do not resolve here (node ids %s): the guest gets ESTALE "
-                 "for them",
-                 unresolved, which.c_str());
+    if (unresolved || lost_files)
+        LOG_WARN("%zu migrated inodes (node ids %s) and %zu open files do not resolve here: the "
+                 "guest gets ESTALE for them",
+                 unresolved, which.c_str(), lost_files);
     return "";
 }
 

@@ -46,6 +46,8 @@ class HandleTable {
     std::shared_ptr<Handle> remove(uint64_t fh);
     size_t live() const;
     uint64_t capacity() const { return cap_; }
+    // Slots below this were used at some point (the region's handle_high).
+    uint64_t high() const { return hdr_->handle_high.load(std::memory_order_acquire); }
 
   private:
     static constexpr size_t kStripes = 64;
