@@ -1531,6 +1531,56 @@ TEST_F(EngineTest, Destroy) {
     EXPECT_TRUE(engine.destroyed());
 }
 
+// A virtio-fs device (EngineLimits::reinit) serves one guest kernel after
+// another: a rebooted guest sends INIT again without DESTROY, a remount
+// sends DESTROY then INIT.  Either ends the old session and starts anew.
+class ReinitTest : public EngineTest {
+  protected:
+    static constexpr EngineLimits kReinit{64 * 1024, 16, 0, true};
+    Engine vengine{fs, kReinit};
+    Reply &vsend(const Msg &m) {
+        vengine.handle(m.bytes(), reply);
+        return reply;
+    }
+};
+
+TEST_F(ReinitTest, InitWithoutDestroyEndsTheOldSession) {
+    vsend(Msg(FUSE_INIT, 0).in(init_in(7, 40, kKernelFlags)));
+    ASSERT_EQ(reply.error(), 0);
+    fs.calls.clear();
+    vsend(Msg(FUSE_INIT, 0).in(init_in(7, 31, kKernelFlags)));
+    EXPECT_EQ(reply.error(), 0);
+    EXPECT_EQ(fs.inits, 2);
+    ASSERT_FALSE(fs.calls.empty());
+    EXPECT_EQ(fs.calls[0].op, "destroy") << "the old session must end before the new one";
+    EXPECT_EQ(vengine.negotiated().minor, 31u);
+}
+
+TEST_F(ReinitTest, InitAfterDestroyStartsANewSession) {
+    vsend(Msg(FUSE_INIT, 0).in(init_in(7, 40, kKernelFlags)));
+    vsend(Msg(FUSE_DESTROY, 0));
+    EXPECT_EQ(reply.error(), 0);
+    vsend(Msg(FUSE_INIT, 0).in(init_in(7, 40, kKernelFlags)));
+    EXPECT_EQ(reply.error(), 0);
+    EXPECT_EQ(fs.inits, 2);
+    EXPECT_TRUE(vengine.negotiated().done);
+}
+
+TEST_F(ReinitTest, ResentInitIsStillRefused) {
+    vsend(Msg(FUSE_INIT, 0).in(init_in(7, 40, kKernelFlags)));
+    vsend(Msg(FUSE_INIT, 0).unique(kUniqueResend | 7).in(init_in(7, 40, kKernelFlags)));
+    EXPECT_EQ(reply.error(), -EIO);
+    EXPECT_EQ(fs.inits, 1);
+}
+
+TEST_F(EngineTest, InitAfterDestroyRefusedOnDevFuse) {
+    init();
+    send(Msg(FUSE_DESTROY, 0));
+    send(Msg(FUSE_INIT, 0).in(init_in(7, 40, kKernelFlags)));
+    EXPECT_EQ(reply.error(), -EIO);
+    EXPECT_EQ(fs.inits, 1);
+}
+
 TEST_F(EngineTest, NotifyReplyHasNoReply) {
     init();
     send(Msg(FUSE_NOTIFY_REPLY, 0).raw("whatever"));

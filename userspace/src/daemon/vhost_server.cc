@@ -469,7 +469,11 @@ int serve_vhost(const Options &o)
     if (o.recovery && notifier.available())
         rec.store = &notifier;
     fs::Passthrough pfs(opts.fs, inodes, handles, rec);
-    fuse::Engine engine(pfs, {});
+    // The device outlives the guest's kernel: a reboot or a remount
+    // starts a new FUSE session on it.
+    fuse::EngineLimits limits;
+    limits.reinit = true;
+    fuse::Engine engine(pfs, limits);
     size_t journal_records = 0;
     if (recovering) {
         journal_records = journal.load_previous();

@@ -80,6 +80,10 @@ class Passthrough final : public fuse::Filesystem {
 
     uint64_t init_flags(uint64_t kernel_flags) override;
     void init(const fuse::Negotiated &n) override;
+    // The kernel let go of every node id and file handle (DESTROY, or a
+    // rebooted guest's new INIT): close every handle, forget every inode
+    // but the root.
+    void destroy() override;
 
     int lookup(const fuse::Ctx &, std::string_view name, fuse_entry_out &) override;
     void forget(uint64_t nodeid, uint64_t nlookup) override;

@@ -94,8 +94,13 @@ int Engine::do_init(const Request &req, Reply &out)
     std::memcpy(&in, raw.data(), raw.size());
 
     if (neg_.done) {
-        LOG_ERR("second INIT on an initialized connection refused");
-        return -EIO;
+        if (!limits_.reinit || (req.hdr.unique & kUniqueResend)) {
+            LOG_ERR("second INIT on an initialized connection refused");
+            return -EIO;
+        }
+        LOG_INFO("INIT again without DESTROY (the guest rebooted): ending the old session");
+        fs_.destroy();
+        neg_ = Negotiated{};
     }
     auto &o = out.arg<fuse_init_out>();
     if (in.major < 7) {
@@ -388,6 +393,10 @@ int Engine::dispatch(const Request &req, Reply &out)
         case FUSE_DESTROY:
             fs_.destroy();
             destroyed_.store(true, std::memory_order_release);
+            // A virtio-fs guest that unmounts may mount the same device
+            // again: that INIT starts a new session.
+            if (limits_.reinit)
+                neg_ = Negotiated{};
             return 0;
         case FUSE_READDIR:
         case FUSE_READDIRPLUS: {

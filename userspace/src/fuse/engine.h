@@ -19,6 +19,11 @@ struct EngineLimits {
     // INIT flags a transport asks for (FUSE_OVER_IO_URING), accepted only
     // when the kernel offers them.  The engine gives them no meaning.
     uint64_t extra_flags = 0;
+    // A virtio-fs device outlives the guest kernel using it: a guest that
+    // reboots sends INIT again on the same device without DESTROY.  With
+    // this set, such an INIT ends the old session (Filesystem::destroy())
+    // and starts a new one; /dev/fuse never sends it, so it is refused there.
+    bool reinit = false;
 };
 
 struct OpStats {
