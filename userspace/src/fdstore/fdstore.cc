@@ -61,6 +61,7 @@ struct Store {
     time_t window_start = 0;
     unsigned window_count = 0;
     long long crash_ns = 0;
+    long long ready_ns = 0; // when the running daemon said READY
     char status[256] = "";
 } S;
 
@@ -203,6 +204,7 @@ void handle_message()
         remove_name(name);
     if (field(buf, n, "READY", val, sizeof(val)) && strcmp(val, "1") == 0) {
         S.ready = S.ever_ready = true;
+        S.ready_ns = mono_ns();
         snprintf(S.good_exec, sizeof(S.good_exec), "%s",
                  S.exec_override[0] ? S.exec_override : S.argv[0]);
     }
@@ -483,9 +485,15 @@ int main(int argc, char **argv)
             }
             S.crash_ns = mono_ns();
             time_t now = time(nullptr);
-            // A daemon that got as far as serving (READY=1) was killed, not
-            // looping: only deaths before READY count toward the crash loop.
-            if (now - S.window_start >= time_t(S.window_s) || S.ready) {
+            // A daemon that got as far as serving (READY=1) and was killed
+            // from outside (SIGKILL) is not looping: only other deaths count
+            // toward the crash loop.  One that dies by itself right after
+            // READY, every time (a bug on its exit path), is looping all
+            // the same.
+            const bool killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+            const bool served =
+                S.ready && (killed || S.crash_ns - S.ready_ns > 250000000LL);
+            if (now - S.window_start >= time_t(S.window_s) || served) {
                 S.window_start = now;
                 S.window_count = 0;
             }
