@@ -19,41 +19,19 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 root=${BUILD:-$top/build}
 build=$root/asan
 t0=$(date +%s)
-mkdir -p "$build"
+# shellcheck source=sanitize-lib.sh
+. "$top/scripts/sanitize-lib.sh"
 
 [ $# -gt 0 ] || set -- unit host tsan
 # The ASan build is needed unless only the tsan suite runs.
 asan_needed=false
 for s in "$@"; do [ "$s" = tsan ] || asan_needed=true; done
 
-if $asan_needed && [ ! -f "$build/userspace/build.ninja" ]; then
-	cmake -S "$top/userspace" -B "$build/userspace" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-		-DHOLDFAST_SANITIZE=ON -DCMAKE_CXX_FLAGS="-fno-sanitize-recover=all" \
-		>"$build.configure.log" 2>&1 || {
-		cat "$build.configure.log" >&2
-		echo "0 passed, 1 failed"
-		exit 1
-	}
+if $asan_needed; then
+	san_build check-asan "$build" -DHOLDFAST_SANITIZE=ON \
+		-DCMAKE_CXX_FLAGS="-fno-sanitize-recover=all"
 fi
-# holdfast-fdstore must sit next to holdfastd: the server re-executes
-# itself under the store it finds there.
-if $asan_needed && ! ninja -C "$build/userspace" holdfast_unit_tests holdfastd holdfastctl \
-	holdfast-fdstore >"$build/ninja.log" 2>&1; then
-	tail -40 "$build/ninja.log" >&2
-	echo "check-asan: build failed"
-	echo "0 passed, 1 failed"
-	exit 1
-fi
-for s in "$@"; do
-	if [ "$s" = host ]; then
-		# The selftest clients themselves need no sanitizer; build them as usual.
-		make -s -C "$top/selftests" O="$root/selftests" >/dev/null || {
-			echo "check-asan: selftests failed to build"
-			echo "0 passed, 1 failed"
-			exit 1
-		}
-	fi
-done
+san_selftests check-asan "$@"
 echo "check-asan: built in $(($(date +%s) - t0)) s"
 
 log=$(mktemp -d /tmp/holdfast-asan.XXXXXX)
@@ -78,17 +56,7 @@ for suite in "$@"; do
 	else
 		ASAN_OPTIONS=$opts BUILD=$build "$top/scripts/check.sh" "$suite"
 	fi 2>&1 | tee "$out" | grep -v '^[0-9]* passed, [0-9]* failed$'
-	last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -1)
-	p=$(echo "$last" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
-	f=$(echo "$last" | sed -n 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/p')
-	if [ -z "$p" ]; then
-		echo "check-asan: $suite: no totals"
-		p=0
-		f=1
-	fi
-	echo "check-asan: $suite: $p passed, $f failed"
-	pass=$((pass + p))
-	fail=$((fail + f))
+	san_tally check-asan "$suite" "$out"
 done
 
 reports=$(ls "$log"/san.* 2>/dev/null | wc -l)

@@ -22,7 +22,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 root=${BUILD:-$top/build}
 build=$root/tsan
 t0=$(date +%s)
-mkdir -p "$build"
+# shellcheck source=sanitize-lib.sh
+. "$top/scripts/sanitize-lib.sh"
 # Left out by default, each for a reason of its own (TSAN_HOST="recovery
 # locks" runs them):
 #  - recovery_test: clean of races, but its kill-during-restart timings do
@@ -37,33 +38,9 @@ host_tests=${TSAN_HOST:-data uring}
 
 [ $# -gt 0 ] || set -- unit host
 
-if [ ! -f "$build/userspace/build.ninja" ]; then
-	cmake -S "$top/userspace" -B "$build/userspace" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-		-DCMAKE_CXX_FLAGS="-fsanitize=thread" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" \
-		>"$build.configure.log" 2>&1 || {
-		cat "$build.configure.log" >&2
-		echo "0 passed, 1 failed"
-		exit 1
-	}
-fi
-# holdfast-fdstore must sit next to holdfastd: the server re-executes
-# itself under the store it finds there.
-if ! ninja -C "$build/userspace" holdfast_unit_tests holdfastd holdfastctl holdfast-fdstore \
-	>"$build/ninja.log" 2>&1; then
-	tail -40 "$build/ninja.log" >&2
-	echo "check-tsan: build failed"
-	echo "0 passed, 1 failed"
-	exit 1
-fi
-for s in "$@"; do
-	if [ "$s" = host ]; then
-		make -s -C "$top/selftests" O="$root/selftests" >/dev/null || {
-			echo "check-tsan: selftests failed to build"
-			echo "0 passed, 1 failed"
-			exit 1
-		}
-	fi
-done
+san_build check-tsan "$build" -DCMAKE_CXX_FLAGS="-fsanitize=thread" \
+	-DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread"
+san_selftests check-tsan "$@"
 echo "check-tsan: built in $(($(date +%s) - t0)) s"
 
 log=$(mktemp -d /tmp/holdfast-tsan.XXXXXX)
@@ -95,17 +72,8 @@ for suite in "$@"; do
 	host) "$top/selftests/run-host.sh" $host_tests ;;
 	*) echo "check-tsan: unknown suite $suite"; echo "0 passed, 1 failed" ;;
 	esac 2>&1 | tee "$out" | grep -v '^[0-9]* passed, [0-9]* failed'
-	last=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
-	p=$(echo "$last" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
-	f=$(echo "$last" | sed -n 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/p')
-	if [ -z "$p" ]; then
-		echo "check-tsan: $suite: no totals"
-		p=0
-		f=1
-	fi
-	echo "check-tsan: $suite: $p passed, $f failed ($(($(date +%s) - t1)) s)"
-	pass=$((pass + p))
-	fail=$((fail + f))
+	san_tally check-tsan "$suite" "$out"
+	echo "check-tsan: $suite: $(($(date +%s) - t1)) s"
 done
 
 reports=$(grep -l 'WARNING: ThreadSanitizer' "$log"/san.* 2>/dev/null | wc -l)
