@@ -332,6 +332,40 @@ TEST(Qmp, PropsAreReportedBeforeDeviceDel)
         EXPECT_FALSE(props_from_json(bad, back)) << bad;
 }
 
+TEST(Qmp, ReplugCutShortAfterChardevAddRemovesTheOrphan)
+{
+    // The server died after its chardev-add and before device_add: the
+    // chardev it added (connected, used by nothing) holds the next id.
+    // Its successor removes it and adds the device on a fresh chardev.
+    std::vector<std::string> removed;
+    bool hf2_exists = true;
+    FakeQemu q([&](const std::string &cmd, const json::Value &args) -> std::vector<std::string> {
+        if (cmd == "qom-get")
+            return {R"({"error": {"class": "DeviceNotFound", "desc": "gone"}, "id": $ID})"};
+        if (cmd == "query-chardev")
+            return {R"({"return": [{"label": "fs0-hf2", "filename": "unix:/run/hf/fs.sock",)"
+                    R"( "frontend-open": false}, {"label": "mon0", "filename": "x"}], "id": $ID})"};
+        if (cmd == "chardev-remove") {
+            removed.push_back(*args.get_string("id"));
+            if (removed.back() == "fs0-hf2")
+                hf2_exists = false;
+        }
+        if (cmd == "chardev-add" && hf2_exists &&
+            *args.get_string("id") == "fs0-hf2")
+            return {R"({"error": {"class": "GenericError", "desc": "Chardev with id 'fs0-hf2')"
+                    R"( already exists"}, "id": $ID})"};
+        return good_qemu(cmd, args);
+    });
+    Client c(q, 50);
+    ASSERT_EQ(c.handshake(), "");
+    ReplugOptions o = opts();
+    o.known = {"myfs", "fs0-hf1", "pci.0", "2.0", 1, 128};
+    ReplugResult r = replug(c, o);
+    EXPECT_EQ(r.status, ReplugStatus::ok) << r.message;
+    std::vector<std::string> want_removed = {"fs0-hf1", "fs0-hf2"};
+    EXPECT_EQ(removed, want_removed) << "mon0 is not ours; fs0-hf2 is the orphan";
+}
+
 TEST(Qmp, ReplugCutShortIsFinished)
 {
     // A server died between device_del and device_add: the device is gone,
@@ -347,8 +381,8 @@ TEST(Qmp, ReplugCutShortIsFinished)
     o.known = {"myfs", "char0", "pci.0", "2.0", 2, 1024};
     ReplugResult r = replug(c, o);
     EXPECT_EQ(r.status, ReplugStatus::ok) << r.message;
-    std::vector<std::string> want = {"qmp_capabilities", "qom-get", "chardev-remove", "chardev-add",
-                                     "device_add"};
+    std::vector<std::string> want = {"qmp_capabilities", "qom-get", "chardev-remove",
+                                     "query-chardev", "chardev-add", "device_add"};
     EXPECT_EQ(q.commands, want);
     json::Value h;
     const json::Value *add = args_of(q, "device_add", h);

@@ -420,6 +420,27 @@ ReplugResult replug(Client &c, const ReplugOptions &o)
             log("chardev-remove " + p.chardev + " failed (" + r.desc + "); going on");
     }
 
+    // A re-plug cut short may also have added its new chardev before it
+    // died: connected to our socket but used by no device, it would only
+    // hold that id (and a connection the server waits on).  The device is
+    // gone, so none of our chardevs is in use: remove them all.
+    if (resume && o.chardev_id.empty()) {
+        r = c.execute("query-chardev", "");
+        if (!r.ok && c.broken())
+            return fail("query-chardev", r);
+        const std::string ours = o.device + "-hf";
+        for (const json::Value &cd : r.ok && r.ret.is_array() ? r.ret.array
+                                                              : std::vector<json::Value>{}) {
+            const std::string *label = cd.is_object() ? cd.get_string("label") : nullptr;
+            if (!label || label->compare(0, ours.size(), ours) != 0 || *label == p.chardev)
+                continue;
+            log("chardev-remove " + *label + " (left by the re-plug cut short)");
+            Reply rr = c.execute("chardev-remove", "{\"id\":" + json::quote(*label) + "}");
+            if (!rr.ok && c.broken())
+                return fail("chardev-remove " + *label, rr);
+        }
+    }
+
     // A fresh id each time: the old one may still be in use if its removal
     // failed.
     std::string chardev;
@@ -434,7 +455,8 @@ ReplugResult replug(Client &c, const ReplugOptions &o)
                           "\"unix\",\"data\":{\"path\":" +
                           json::quote(o.socket_path) + "}},\"server\":false}}}");
         if (r.ok || !o.chardev_id.empty() || c.broken() ||
-            r.desc.find("duplicate") == std::string::npos)
+            (r.desc.find("duplicate") == std::string::npos &&
+             r.desc.find("already exists") == std::string::npos))
             break;
     }
     if (!r.ok)
