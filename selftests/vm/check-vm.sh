@@ -39,10 +39,12 @@ t0=$(date +%s)
 
 # The reconnect VMs: device "ctl" (control channel) and "rc" (under test).
 reconnect_vm() {
-	local k=$1 mode cycles=3 rct=60 dev=rc:@nomount,--cache=never ctl=ctl:--cache=never
+	local k=$1 mode cycles=3 rct=60 dev=rc:@nomount,--cache=never ctl=ctl:--cache=never twice=0
 	local mods=() hang=() st
 	case $k in
-	6.1-reconnect) mode=selfheal cycles=${HF_RC_KILLS:-20} dev=$dev,@qmp ;;
+	# Every 5th kill also kills the restarted server at once, in the
+	# middle of its re-plug.
+	6.1-reconnect) mode=selfheal cycles=${HF_RC_KILLS:-20} dev=$dev,@qmp twice=${HF_RC_TWICE:-5} ;;
 	6.1-replug) mode=reconnect ;;
 	# Every mount must be able to park: the test mounts ctl itself.
 	6.1-suspend) mode=suspend ctl=ctl:@nomount,--cache=never ;;
@@ -57,7 +59,7 @@ reconnect_vm() {
 	st=$log/$k-selftests
 	mkdir -p "$st"
 	cp "${BUILD:-$here/../../build}/selftests/guest/reconnect_test" "$st/" 2>>"$log/$k.txt"
-	HF_RC_MODE=$mode HF_RC_CYCLES=$cycles "$here/run-vm.sh" --kernel 6.1 --run suite \
+	HF_RC_MODE=$mode HF_RC_CYCLES=$cycles HF_RC_TWICE=$twice "$here/run-vm.sh" --kernel 6.1 --run suite \
 		--dev "$ctl" --dev "$dev" "${mods[@]}" --selftests "$st" \
 		--host-script "$here/reconnect-host.sh" --append "hf.rc=$mode hf.rct=$rct" \
 		"${hang[@]}" --timeout "${HF_VM_TIMEOUT:-420}" >"$log/$k.txt" 2>&1

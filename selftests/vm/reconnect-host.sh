@@ -33,9 +33,9 @@
 # HF_RC_TWICE=N: every Nth kill also kills the restarted server at once
 # (default 0: never; see below).  ctl/stop gets the number of new front-ends the
 # server saw, which is the number of reconnects the guest must count.
-# Not in CI yet: when the restarted server dies between its QMP device_del
-# and device_add, the next one finds no device to re-plug ("no-device")
-# and the guest's mount times out.
+# check-vm.sh's 6.1-reconnect sets 5: the second kill lands anywhere in
+# the successor's re-plug (before device_del, between device_del and
+# device_add, after chardev-add), which the next server must finish.
 # Prints TAP; "# cycle" lines give the host-side time of each reconnect.
 set -uo pipefail
 
