@@ -425,7 +425,8 @@ std::string install(const MigrationState &s, Region &r)
         rec.mode = n.mode;
         rec.handle_type = n.handle_type;
         rec.handle_bytes = uint32_t(n.handle.size());
-        std::memcpy(rec.handle, n.handle.data(), n.handle.size());
+        if (!n.handle.empty())
+            std::memcpy(rec.handle, n.handle.data(), n.handle.size());
         // An fd the source kept in its store is not ours: the inode must
         // resolve by file handle here (or not at all).
         rec.flags = n.flags & ~kInodeFdStored;
@@ -438,6 +439,7 @@ std::string install(const MigrationState &s, Region &r)
         rec.open_flags = m.open_flags;
         rec.flags.store(0, std::memory_order_relaxed);
         rec.opened_by = m.opened_by;
+        rec.backing_id = 0; // vhost-user never passes files through
         rec.state.store(kLive, std::memory_order_release);
     }
     InitRecord &i = h.init;
