@@ -928,6 +928,28 @@ TEST(Journal, RecordsSurviveForTheNextServer) {
     EXPECT_EQ(next.pending(), 0u);
 }
 
+// A backing id registered mid-op is in the started record a crash leaves,
+// and only in the record of the request that registered it.
+TEST(Journal, NoteKeepsAValueInTheStartedRecordOfThatRequest) {
+    Served old;
+    Journal &j = writer(old.region);
+    j.begin(kAnyOpcode, 0x300);
+    j.note(0x301, 9); // another request: not its record
+    j.note(0x300, 8);
+    Journal next(old.region);
+    ASSERT_EQ(next.load_previous(), 1u);
+    auto e = next.take(0x300);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->phase, uint32_t(kJournalStarted));
+    EXPECT_EQ(e->u32, 8u);
+    // Done: the record is no longer started, a late note leaves it alone.
+    j.done(0, 0, 0, 3);
+    j.note(0x300, 8);
+    Journal again(old.region);
+    ASSERT_EQ(again.load_previous(), 1u);
+    EXPECT_EQ(again.take(0x300)->u32, 3u);
+}
+
 TEST(Journal, StartedButNotDoneIsReportedAsStarted) {
     Served old;
     writer(old.region).begin(kAnyOpcode, 0x200, 42);

@@ -34,6 +34,8 @@ uint64_t HandleTable::add(std::shared_ptr<Handle> h)
     r.nodeid = h->inode ? h->inode->nodeid : 0;
     r.open_flags = static_cast<uint32_t>(h->flags);
     r.opened_by = h->opened_by;
+    r.backing_id = h->backing_id;
+    r.reserved = 0;
     r.flags.store(0, std::memory_order_relaxed);
     h->fh = slot;
     {

@@ -22,6 +22,7 @@ struct Handle {
     int flags = 0; // host open flags
     bool dir = false;
     uint64_t opened_by = 0; // unique of the request that opened it
+    int32_t backing_id = 0; // kernel passthrough id its OPEN reply named
 
     // Directory streams: one reader at a time, resumes at a d_off cookie.
     std::mutex mu;

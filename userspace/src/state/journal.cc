@@ -43,6 +43,14 @@ void Journal::begin(uint32_t opcode, uint64_t unique, uint64_t u64)
     r.phase.store(kJournalStarted, std::memory_order_release);
 }
 
+void Journal::note(uint64_t unique, uint32_t u32)
+{
+    JournalRecord &r = mine();
+    if (r.phase.load(std::memory_order_acquire) != kJournalStarted || r.unique != unique)
+        return;
+    std::atomic_ref<uint32_t>(r.u32).store(u32, std::memory_order_release);
+}
+
 void Journal::done(int error, uint64_t nodeid, uint64_t fh, uint32_t u32)
 {
     JournalRecord &r = mine();

@@ -35,6 +35,11 @@ class Journal {
 
     // Marks the start of a non-idempotent op, before it touches the host.
     void begin(uint32_t opcode, uint64_t unique, uint64_t u64 = 0);
+    // Records `u32` in this thread's record before the result is known (a
+    // kernel object the op made, that a crash would leak), if the record
+    // is the started one of request `unique`: a request replayed without
+    // a record of its own must not write into another's.
+    void note(uint64_t unique, uint32_t u32);
     // Publishes its result.
     void done(int error, uint64_t nodeid = 0, uint64_t fh = 0, uint32_t u32 = 0);
 

@@ -59,7 +59,10 @@ struct HandleRecord {
     std::atomic<uint32_t> flags; // HandleFlags
     uint64_t opened_by;  // unique of the OPEN/CREATE that made it: tells a
                          // reused slot from the handle a request meant
-    uint64_t reserved[1];
+    // Kernel passthrough: the backing id this handle's OPEN reply named (0:
+    // none).  A successor needs it to unregister the id at the last RELEASE.
+    int32_t backing_id;
+    uint32_t reserved;
 };
 static_assert(sizeof(HandleRecord) == 40);
 
