@@ -543,6 +543,24 @@ TEST_F(EngineTest, InitFlagsAreMaskedByWhatKernelOffers) {
     EXPECT_EQ(engine.negotiated().kernel_flags, offered);
 }
 
+TEST_F(EngineTest, InitPassthroughAnnouncesStackDepth) {
+    // Without max_stack_depth the kernel silently ignores FUSE_PASSTHROUGH.
+    fs.want = kPassthrough;
+    send(Msg(FUSE_INIT, 0).in(init_in(7, 40, kKernelFlags | kPassthrough)));
+    ASSERT_EQ(reply.error(), 0);
+    auto o = out<fuse_init_out>();
+    EXPECT_EQ(o.flags2, uint32_t(kPassthrough >> 32));
+    EXPECT_EQ(o.unused[0], kPassthroughStackDepth); // max_stack_depth
+    EXPECT_TRUE(engine.negotiated().has(kPassthrough));
+}
+
+TEST_F(EngineTest, InitNoStackDepthWithoutPassthrough) {
+    fs.want = kPassthrough;
+    send(Msg(FUSE_INIT, 0).in(init_in(7, 40, kKernelFlags))); // not offered
+    ASSERT_EQ(reply.error(), 0);
+    EXPECT_EQ(out<fuse_init_out>().unused[0], 0u);
+}
+
 TEST_F(EngineTest, InitNothingOfferedNothingAccepted) {
     fs.want = ~0ULL;
     send(Msg(FUSE_INIT, 0).in(init_in(7, 40, 0)));

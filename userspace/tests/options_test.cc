@@ -372,6 +372,23 @@ TEST(Options, ParseIsRepeatable) {
     EXPECT_EQ(b.mountpoint, "/m");
 }
 
+TEST(Options, Passthrough) {
+    Options o;
+    ASSERT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m"}, o), "");
+    EXPECT_TRUE(o.fs.passthrough); // on where safe: the server decides
+    EXPECT_FALSE(o.passthrough_set);
+    ASSERT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m", "--passthrough", "off"}, o), "");
+    EXPECT_FALSE(o.fs.passthrough);
+    EXPECT_TRUE(o.passthrough_set);
+    Options p;
+    ASSERT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m", "--passthrough", "on"}, p), "");
+    EXPECT_TRUE(p.fs.passthrough);
+    EXPECT_TRUE(p.passthrough_set);
+    std::string m = run({"--shared-dir", "/a", "--mountpoint", "/m", "--passthrough", "yes"});
+    EXPECT_PRED2(contains, m, "--passthrough");
+    EXPECT_PRED2(contains, holdfast::daemon::usage(), "--passthrough on|off");
+}
+
 TEST(Options, TransportDefaultsToDevFuse) {
     Options o;
     ASSERT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m"}, o), "");

@@ -32,6 +32,7 @@ enum {
     kRecovery,
     kFaultInjection,
     kTransport,
+    kPassthrough,
     kUringDepth,
     kSocketPath,
     kFd,
@@ -111,6 +112,10 @@ const char *usage()
            "  --cache MODE              auto|always|never|metadata (default: auto)\n"
            "  --writeback               enable the kernel writeback cache\n"
            "  --no-writeback            disable it (default)\n"
+           "  --passthrough on|off      kernel passthrough of regular files' reads, writes\n"
+           "                            and mmap (default: on over /dev/fuse, off over\n"
+           "                            io_uring; needs root; never with the writeback\n"
+           "                            cache or for vhost-user)\n"
            "  --xattr / --no-xattr      serve extended attributes (default: off)\n"
            "  --readonly                refuse every modification with EROFS\n"
            "  --allow-other             let all users use the mount (default as root)\n"
@@ -159,6 +164,7 @@ std::string parse(int argc, char **argv, Options &out)
         {"recovery", required_argument, nullptr, kRecovery},
         {"fault-injection", no_argument, nullptr, kFaultInjection},
         {"transport", required_argument, nullptr, kTransport},
+        {"passthrough", required_argument, nullptr, kPassthrough},
         {"uring-queue-depth", required_argument, nullptr, kUringDepth},
         {"socket-path", required_argument, nullptr, kSocketPath},
         {"fd", required_argument, nullptr, kFd},
@@ -272,6 +278,15 @@ std::string parse(int argc, char **argv, Options &out)
                 out.transport = Options::Transport::automatic;
             else
                 return std::string("--transport: '") + optarg + "' is not one of auto, uring, dev";
+            break;
+        case kPassthrough:
+            if (!strcmp(optarg, "on"))
+                out.fs.passthrough = true;
+            else if (!strcmp(optarg, "off"))
+                out.fs.passthrough = false;
+            else
+                return std::string("--passthrough: '") + optarg + "' is not one of on, off";
+            out.passthrough_set = true;
             break;
         case kUringDepth:
             if (!parse_u64(optarg, 1, 256, v))

@@ -16,6 +16,7 @@ struct Options {
     unsigned threads = 0; // 0: one per CPU, at least 2
     bool allow_other = true;
     bool allow_other_set = false;
+    bool passthrough_set = false; // --passthrough given (fs.passthrough)
     bool default_permissions = false;
     int ready_fd = -1;
     log::Level log_level = log::Level::info;

@@ -51,8 +51,11 @@ int Passthrough::open(const fuse::Ctx &ctx, const fuse_open_in &in, fuse_open_ou
     // or reach a host device.  Only regular files are opened here.
     if (!ino->is_reg())
         return -EINVAL;
-    if (auto e = replayed(ctx); e && e->phase == state::kJournalDone)
-        return open_from_journal(*e, nullptr, out, false);
+    if (auto e = replayed(ctx)) {
+        if (e->phase == state::kJournalDone)
+            return open_from_journal(*e, nullptr, out, false);
+        drop_crashed_backing(*e);
+    }
     journal_begin(ctx);
     int err = open_file(ctx, std::move(ino), in, out);
     journal_done(err, 0, err ? 0 : out.fh);
@@ -74,7 +77,12 @@ int Passthrough::open_from_journal(const state::JournalEntry &e, fuse_entry_out 
     if (!handles_.get(e.fh))
         return -EBADF;
     out.fh = e.fh;
-    out.open_flags = open_reply_flags(dir);
+    // The same backing id as the lost reply: it is registered (the live
+    // record names it) and counted, so nothing is registered twice.
+    if (dir)
+        out.open_flags = open_reply_flags(dir);
+    else
+        open_reply(out, handles_.record(e.fh).backing_id);
     return 0;
 }
 
@@ -98,7 +106,7 @@ int Passthrough::open_file(const fuse::Ctx &ctx, std::shared_ptr<state::Inode> i
         if (err)
             return err;
     }
-    return make_handle(std::move(ino), std::move(owned), hflags, false, ctx.unique, out);
+    return make_handle(std::move(ino), std::move(owned), hflags, false, ctx.unique, out, true);
 }
 
 int Passthrough::create(const fuse::Ctx &ctx, const fuse_create_in &in, std::string_view name,
@@ -120,9 +128,10 @@ int Passthrough::create(const fuse::Ctx &ctx, const fuse_create_in &in, std::str
     }
     // Started before a crash: the file may exist because of us; O_EXCL
     // would turn our own success into EEXIST.
-    if (e)
+    if (e) {
         flags &= ~O_EXCL;
-    else
+        drop_crashed_backing(*e);
+    } else
         journal_begin(ctx);
     int err = create_file(ctx, *parent, name, flags, in.mode, entry, out);
     if (!e)
@@ -173,7 +182,7 @@ int Passthrough::create_file(const fuse::Ctx &ctx, const state::Inode &parent,
         return err;
     auto ino = inodes_.get(entry.nodeid);
     err = ino ? make_handle(std::move(ino), std::move(fd), hflags & ~(O_CREAT | O_EXCL), false,
-                          ctx.unique, out)
+                            ctx.unique, out, true)
               : -ESTALE;
     if (err)
         forget(entry.nodeid, 1);
@@ -190,8 +199,10 @@ int Passthrough::tmpfile(const fuse::Ctx &ctx, const fuse_create_in &in, fuse_en
         return -ESTALE;
     if (!parent->is_dir())
         return -ENOTDIR;
-    if (auto e = replayed(ctx); e && e->phase == state::kJournalDone) {
-        return open_from_journal(*e, &entry, out, false);
+    if (auto e = replayed(ctx)) {
+        if (e->phase == state::kJournalDone)
+            return open_from_journal(*e, &entry, out, false);
+        drop_crashed_backing(*e);
     }
     journal_begin(ctx);
     int err = tmpfile_create(ctx, *parent, in, entry, out);
@@ -227,7 +238,7 @@ int Passthrough::tmpfile_create(const fuse::Ctx &ctx, const state::Inode &parent
     if (ino)
         keep_inode(*ino);
     err = ino ? make_handle(std::move(ino), std::move(fd), hflags & ~O_TMPFILE, false, ctx.unique,
-                          out)
+                            out, true)
               : -ESTALE;
     if (err)
         forget(entry.nodeid, 1);
@@ -355,13 +366,23 @@ int Passthrough::release(const fuse::Ctx &ctx, const fuse_release_in &in, bool d
             return e->error;
         // Started: our predecessor may have released it already, and the
         // slot may since hold another open file.  Only the handle the
-        // request meant may go.
-        if (!live || hr.opened_by != e->u64)
+        // request meant may go.  If it went, its backing id may not have.
+        if (!live || hr.opened_by != e->u64) {
+            drop_crashed_backing(*e);
             return 0;
+        }
     }
     bool stored = hr.flags.load(std::memory_order_acquire) & state::kHandleFdStored;
+    const int32_t backing_id = live && !dir ? hr.backing_id : 0;
+    const uint64_t nodeid = hr.nodeid;
     journal_begin(ctx, live ? hr.opened_by : 0);
+    // Before the record goes: a crash between freeing it and closing the
+    // id leaves the id only here.
+    if (backing_id > 0 && rec_.journal)
+        rec_.journal->note(ctx.unique, uint32_t(backing_id));
     auto h = handles_.remove(in.fh);
+    if (h && backing_id > 0)
+        backing_put(nodeid, backing_id);
     // A resent RELEASE whose handle is gone was carried out before the crash.
     int err = h ? 0 : (ctx.resent ? 0 : -EBADF);
     journal_done(err);

@@ -101,7 +101,17 @@ uint64_t Passthrough::init_flags(uint64_t kflags)
     // supplementary groups (the engine hands it over in Ctx::supp_gid).
     if (opts_.switch_creds)
         f |= fuse::kCreateSuppGroup;
-    (void)kflags;
+    // Kernel passthrough: reads, writes and mmap of regular files go from
+    // the kernel straight to our host file.  The kernel ignores it next to
+    // the writeback cache (process_init_reply()), so we do not ask then.
+    if (opts_.passthrough && backing_ && (kflags & fuse::kPassthrough)) {
+        if (f & FUSE_WRITEBACK_CACHE)
+            LOG_INFO("passthrough: off, the kernel does not allow it with the writeback cache");
+        else
+            f |= fuse::kPassthrough;
+    } else if (opts_.passthrough && backing_) {
+        LOG_INFO("passthrough: off, the kernel does not offer FUSE_PASSTHROUGH");
+    }
     return f;
 }
 
@@ -110,6 +120,9 @@ void Passthrough::init(const fuse::Negotiated &n)
     writeback_ = n.has(FUSE_WRITEBACK_CACHE);
     if (opts_.writeback && !writeback_)
         LOG_WARN("writeback cache requested but not negotiated");
+    // What the connection settled, not our option: a restarted server
+    // must keep answering opens the way the kernel was told to expect.
+    passthrough_ = n.has(fuse::kPassthrough);
 }
 
 void Passthrough::fill_entry(const Inode &ino, const struct stat &st, fuse_entry_out &out) const
@@ -221,24 +234,86 @@ uint32_t Passthrough::open_reply_flags(bool dir) const
     return 0;
 }
 
+void Passthrough::open_reply(fuse_open_out &out, int32_t backing_id) const
+{
+    if (backing_id <= 0) {
+        out.open_flags = open_reply_flags(false);
+        return;
+    }
+    // The kernel does the I/O on our host file: no page cache of its own
+    // to keep or bypass, so the cache mode's FOPEN_* bits do not apply
+    // (FOPEN_DIRECT_IO would even override the passthrough).
+    out.open_flags = fuse::kFopenPassthrough;
+    out.padding = uint32_t(backing_id); // fuse_open_out.backing_id (7.40)
+}
+
+int32_t Passthrough::backing_for(const Inode &ino, int fd, uint64_t unique)
+{
+    if (!passing_through() || !ino.is_reg() || backing_refused_.load(std::memory_order_relaxed))
+        return 0;
+    int id = backing_ids_.acquire(ino.nodeid, [&] {
+        int r = backing_->open(fd);
+        if (r > 0)
+            return r;
+        // EPERM: not CAP_SYS_ADMIN; ELOOP: the host file is on a stacked
+        // filesystem deeper than max_stack_depth allows.  The file is
+        // served by us instead, which the kernel accepts as long as no
+        // other open of the inode is passed through.
+        if (r == -EPERM && !backing_refused_.exchange(true))
+            LOG_WARN("passthrough: the kernel refuses backing files (%s): serving I/O ourselves",
+                     strerror(-r));
+        else if (r != -EPERM)
+            LOG_DBG("passthrough: no backing file for node %llu: %s",
+                    (unsigned long long)ino.nodeid, strerror(-r));
+        return 0;
+    });
+    if (id <= 0)
+        return 0;
+    // A crash before the handle record names the id would leak it: the
+    // journal keeps it so the resent request can let it go.
+    if (rec_.journal)
+        rec_.journal->note(unique, uint32_t(id));
+    pt_opens_.fetch_add(1, std::memory_order_relaxed);
+    return id;
+}
+
+void Passthrough::backing_put(uint64_t nodeid, int32_t id)
+{
+    int32_t last = backing_ids_.release(nodeid, id);
+    if (!last || !backing_)
+        return;
+    int r = backing_->close(last);
+    // ENOENT: a predecessor closed it just before it died.
+    if (r < 0 && r != -ENOENT)
+        LOG_WARN("passthrough: cannot close backing id %d: %s", last, strerror(-r));
+}
+
 int Passthrough::make_handle(std::shared_ptr<Inode> ino, Fd fd, int flags, bool dir,
-                             uint64_t opened_by, fuse_open_out &out)
+                             uint64_t opened_by, fuse_open_out &out, bool pass)
 {
     auto h = std::make_shared<state::Handle>();
     h->opened_by = opened_by;
+    // Registered before the record goes live, so the record names it.
+    if (pass && !dir)
+        h->backing_id = backing_for(*ino, fd.get(), opened_by);
     ino->open_count.fetch_add(1, std::memory_order_relaxed);
     h->inode = std::move(ino);
     h->fd = std::move(fd);
     h->flags = flags;
     h->dir = dir;
     auto inode = h->inode;
+    const int32_t backing_id = h->backing_id;
     uint64_t fh = handles_.add(std::move(h));
     if (!fh) {
         inode->open_count.fetch_sub(1, std::memory_order_relaxed);
+        backing_put(inode->nodeid, backing_id);
         return -ENFILE;
     }
     out.fh = fh;
-    out.open_flags = open_reply_flags(dir);
+    if (dir)
+        out.open_flags = open_reply_flags(dir);
+    else
+        open_reply(out, backing_id);
     return 0;
 }
 

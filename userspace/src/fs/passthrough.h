@@ -6,6 +6,8 @@
 #pragma once
 
 #include "fdstore/client.h"
+#include "fs/backing_ids.h"
+#include "fuse/backing.h"
 #include "fuse/filesystem.h"
 #include "state/handle_table.h"
 #include "state/inode_table.h"
@@ -49,6 +51,11 @@ struct Options {
     CredsPolicy creds = CredsPolicy::all;
     // Request pids name processes of this host (false for a VM's guest pids).
     bool host_pids = true;
+    // Kernel passthrough of regular files' I/O (FUSE_PASSTHROUGH), when the
+    // kernel offers it, the transport can register backing files
+    // (set_backing()) and the writeback cache is off (the kernel refuses
+    // the two together).
+    bool passthrough = true;
 };
 
 // What survives a crash beyond the region: the fd store, if there is one,
@@ -137,6 +144,17 @@ class Passthrough final : public fuse::Filesystem {
     int setlk(const fuse::Ctx &, const fuse_lk_in &, bool wait) override;
     void interrupt(uint64_t unique) override;
 
+    // The transport's way to register backing files for kernel
+    // passthrough; before INIT (or adopt()).  Without it (vhost-user) no
+    // file is passed through.
+    void set_backing(fuse::BackingFiles *b) { backing_ = b; }
+    // Whether OPEN/CREATE replies pass files through (negotiated, and a
+    // device to register them on).
+    bool passing_through() const { return passthrough_ && backing_; }
+    // Inodes with a registered backing id, and passthrough opens so far.
+    size_t backing_inodes() const { return backing_ids_.size(); }
+    uint64_t passthrough_opens() const { return pt_opens_.load(std::memory_order_relaxed); }
+
     const Options &options() const { return opts_; }
     // Resent requests answered from the journal instead of re-executed.
     uint64_t replayed() const { return replayed_.load(std::memory_order_relaxed); }
@@ -159,8 +177,21 @@ class Passthrough final : public fuse::Filesystem {
     // A writable fd for ops that need one (truncate, times) when no fh came.
     std::shared_ptr<state::Handle> handle_for(uint64_t fh, uint64_t nodeid) const;
     uint32_t open_reply_flags(bool dir) const;
+    // The backing id for a new file handle on `ino` whose host fd is `fd`
+    // (registered if the inode has none yet), or 0: no passthrough.
+    // `unique`: the request, whose journal record keeps a new id.
+    int32_t backing_for(const state::Inode &ino, int fd, uint64_t unique);
+    // A handle with backing id `id` on `nodeid` is gone (or was never
+    // handed out): unregister the id if it was the inode's last user.
+    void backing_put(uint64_t nodeid, int32_t id);
+    // A resent request that had started before the crash may have
+    // registered a backing id (journaled with note()) that no live handle
+    // names: close it, or it stays registered until the unmount.
+    void drop_crashed_backing(const state::JournalEntry &e);
+    // Sets out.open_flags (and the backing id) for a file handle.
+    void open_reply(fuse_open_out &out, int32_t backing_id) const;
     int make_handle(std::shared_ptr<state::Inode> ino, Fd fd, int flags, bool dir,
-                    uint64_t opened_by, fuse_open_out &out);
+                    uint64_t opened_by, fuse_open_out &out, bool pass = false);
     int kill_suidgid(int fd) const;
     int open_from_journal(const state::JournalEntry &e, fuse_entry_out *entry,
                           fuse_open_out &out, bool dir);
@@ -213,6 +244,11 @@ class Passthrough final : public fuse::Filesystem {
     double entry_timeout_ = 1.0;
     double attr_timeout_ = 1.0;
     bool writeback_ = false;
+    bool passthrough_ = false; // FUSE_PASSTHROUGH negotiated
+    fuse::BackingFiles *backing_ = nullptr;
+    BackingIds backing_ids_;
+    std::atomic<bool> backing_refused_{false}; // logged once
+    std::atomic<uint64_t> pt_opens_{0};
     std::atomic<bool> no_file_handles_{false};
 };
 

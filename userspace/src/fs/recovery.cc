@@ -48,6 +48,16 @@ std::string Passthrough::lock_name(uint64_t nodeid, uint64_t owner)
     return b;
 }
 
+void Passthrough::drop_crashed_backing(const state::JournalEntry &e)
+{
+    const int32_t id = int32_t(e.u32);
+    if (e.phase != state::kJournalStarted || id <= 0 || !backing_ || backing_ids_.in_use(id))
+        return;
+    int r = backing_->close(id);
+    if (r == 0)
+        LOG_INFO("recovery: closed backing id %d a crashed request left", id);
+}
+
 void Passthrough::destroy()
 {
     size_t files = 0, nodes = 0;
@@ -73,6 +83,8 @@ void Passthrough::destroy()
             nodes++;
         }
     }
+    // The kernel drops its backing ids with the session.
+    backing_ids_.clear();
     LOG_INFO("session ended: closed %zu files, forgot %zu inodes", files, nodes);
 }
 
@@ -155,6 +167,16 @@ void Passthrough::recover(std::vector<fdstore::NamedFd> stored)
     handles_.recover(
         [this](uint64_t fh, const state::HandleRecord &r) { return resolve_handle(fh, r); },
         inodes_.capacity());
+    // The kernel still holds the backing ids live handles were opened with
+    // (the connection, and so its id table, outlived our predecessor):
+    // count them, so the last RELEASE of each inode closes its id.
+    for (uint64_t fh = 1; fh < handles_.high(); fh++) {
+        const state::HandleRecord &r = handles_.record(fh);
+        if (r.state.load(std::memory_order_acquire) == state::kLive && r.kind == state::kFile)
+            backing_ids_.adopt(r.nodeid, r.backing_id);
+    }
+    if (size_t n = backing_ids_.size())
+        LOG_INFO("recovery: %zu inodes have kernel passthrough backing ids", n);
     // Lock owners' fds carry the locks themselves: hand them back to their
     // inodes now, so the next lock request of that owner finds them.
     for (auto &[name, fd] : locks) {
@@ -248,6 +270,7 @@ std::shared_ptr<state::Handle> Passthrough::resolve_handle(uint64_t fh, const st
     h->flags = int(r.open_flags);
     h->dir = r.kind == state::kDir;
     h->opened_by = r.opened_by;
+    h->backing_id = r.kind == state::kFile ? r.backing_id : 0;
     return h;
 }
 

@@ -43,6 +43,9 @@ constexpr uint64_t kOverIoUring = 1ULL << 41;  // FUSE_OVER_IO_URING
 constexpr uint64_t kRequestTimeout = 1ULL << 42; // FUSE_REQUEST_TIMEOUT (7.43)
 // FOPEN_* bits newer than 7.38
 constexpr uint32_t kFopenPassthrough = 1U << 7; // FOPEN_PASSTHROUGH
+// fuse_init_out.max_stack_depth we announce with FUSE_PASSTHROUGH (the
+// kernel accepts 1 to FILESYSTEM_MAX_STACK_DEPTH, 2).
+constexpr uint32_t kPassthroughStackDepth = 1;
 
 // Bit 0 of a unique marks an INTERRUPT request (FUSE_INT_REQ_BIT).
 constexpr uint64_t kInterruptBit = 1ULL << 0;

@@ -134,6 +134,13 @@ int Engine::do_init(const Request &req, Reply &out)
     o.max_write = limits_.max_write;
     o.time_gran = 1;
     o.max_pages = limits_.max_pages;
+    // fuse_init_out.max_stack_depth (7.40, the first of `unused`): without
+    // it the kernel ignores FUSE_PASSTHROUGH.  1 lets backing files live on
+    // any non-stacked filesystem and keeps the mount usable as a layer of
+    // an overlayfs; a backing file on overlayfs is refused (ELOOP) and
+    // that file is served without passthrough.
+    if (want & kPassthrough)
+        o.unused[0] = kPassthroughStackDepth;
     fs_.init(neg_);
     neg_.done = true;
     if (on_init_)

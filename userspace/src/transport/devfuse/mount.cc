@@ -1,16 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "transport/devfuse/mount.h"
 
+#include "fuse/abi.h"
 #include "util/log.h"
 
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <spawn.h>
 #include <stdexcept>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -155,6 +159,53 @@ void Mount::unmount()
     }
     if (errno != EINVAL && errno != ENOENT)
         LOG_WARN("umount %s: %s", mountpoint_.c_str(), strerror(errno));
+}
+
+namespace {
+// The kernel writes to a backing file with the credentials of the thread
+// that registered it.  We are root with CAP_FSETID, whose writes never clear
+// set-user-ID; and with FUSE_HANDLE_KILLPRIV_V2 the kernel leaves that to the
+// server's WRITE, which passthrough never sends.  Registering without
+// CAP_FSETID makes every write through the mount clear the bits as a
+// non-root writer's would (a root writer's too: the safe side).
+class NoFsetid {
+  public:
+    NoFsetid()
+    {
+        if (syscall(SYS_capget, &hdr_, old_) < 0)
+            return;
+        __user_cap_data_struct want[2] = {old_[0], old_[1]};
+        want[CAP_FSETID / 32].effective &= ~(1u << (CAP_FSETID % 32));
+        dropped_ = syscall(SYS_capset, &hdr_, want) == 0;
+    }
+    ~NoFsetid()
+    {
+        if (dropped_)
+            syscall(SYS_capset, &hdr_, old_);
+    }
+    NoFsetid(const NoFsetid &) = delete;
+    NoFsetid &operator=(const NoFsetid &) = delete;
+
+  private:
+    __user_cap_header_struct hdr_{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct old_[2] = {};
+    bool dropped_ = false;
+};
+} // namespace
+
+int BackingDevice::open(int fd)
+{
+    fuse::fuse_backing_map map{};
+    map.fd = fd;
+    NoFsetid creds;
+    int r = ioctl(fd_, HOLDFAST_FUSE_DEV_IOC_BACKING_OPEN, &map);
+    return r < 0 ? -errno : r;
+}
+
+int BackingDevice::close(int32_t id)
+{
+    uint32_t u = uint32_t(id);
+    return ioctl(fd_, HOLDFAST_FUSE_DEV_IOC_BACKING_CLOSE, &u) < 0 ? -errno : 0;
 }
 
 } // namespace holdfast::devfuse

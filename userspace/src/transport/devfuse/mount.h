@@ -3,6 +3,7 @@
 // the setuid fusermount3 helper (from the fuse3 package) as a normal user.
 #pragma once
 
+#include "fuse/backing.h"
 #include "util/fd.h"
 
 #include <string>
@@ -48,6 +49,18 @@ class Mount {
     std::string mountpoint_;
     bool fusermount_ = false;
     bool mounted_ = false;
+};
+
+// Kernel passthrough backing files, registered through a /dev/fuse fd of
+// the connection (the fd store keeps that fd, so ids outlive a server).
+class BackingDevice final : public fuse::BackingFiles {
+  public:
+    explicit BackingDevice(int devfd) : fd_(devfd) {}
+    int open(int fd) override;
+    int close(int32_t id) override;
+
+  private:
+    int fd_; // not owned: the Mount's
 };
 
 } // namespace holdfast::devfuse
