@@ -11,7 +11,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 root=${BUILD:-$top/build}
 build=$root/fuzz-cov
-all=(fuzz_request fuzz_engine fuzz_region fuzz_vhost_msg fuzz_virtqueue)
+all=(fuzz_request fuzz_engine fuzz_region fuzz_vhost_msg fuzz_virtqueue fuzz_migration)
 [ $# -gt 0 ] && all=("$@")
 cov="-fprofile-instr-generate -fcoverage-mapping"
 

@@ -24,7 +24,7 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$top/build}/fuzz
 secs=${FUZZ_SECONDS:-20}
-all=(fuzz_request fuzz_engine fuzz_region fuzz_vhost_msg fuzz_virtqueue)
+all=(fuzz_request fuzz_engine fuzz_region fuzz_vhost_msg fuzz_virtqueue fuzz_migration)
 [ $# -gt 0 ] && all=("$@")
 
 cxx=${FUZZ_CXX:-clang++-14}
