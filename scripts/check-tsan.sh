@@ -34,7 +34,10 @@ t0=$(date +%s)
 #    store closes only when it gets to the (asynchronous) FDSTOREREMOVE; at
 #    TSan's speed locks.posix_cross_process sees the lock still held after
 #    close() returned.
-host_tests=${TSAN_HOST:-data uring}
+#  - uring_test: TSan's mmap interceptor aborts on the io_uring buffer
+#    memfd mapping ("ThreadSanitizer: mmap at bad address"), so the server
+#    cannot start a ring under TSan at all.
+host_tests=${TSAN_HOST:-data}
 
 [ $# -gt 0 ] || set -- unit host
 
