@@ -74,7 +74,7 @@ std::string status_json(const Options &o, const fuse::Engine &engine, const fs::
                         const uring::Transport *ring, bool ring_persistent)
 {
     const auto &st = engine.stats();
-    const auto &n = engine.negotiated();
+    const fuse::Negotiated n = engine.negotiated_snapshot();
     std::string req = "{", errs = "{";
     uint64_t total = 0, total_err = 0;
     for (uint32_t op = 0; op < fuse::kMaxOpcode; op++) {

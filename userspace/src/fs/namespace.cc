@@ -86,8 +86,10 @@ int Passthrough::lookup(const fuse::Ctx &ctx, std::string_view name, fuse_entry_
 
 void Passthrough::forget(uint64_t nodeid, uint64_t nlookup)
 {
+    // Unlocked: a concurrent ref() may be reusing the slot.
     bool stored = nodeid < inodes_.capacity() &&
-                  (inodes_.record(nodeid).flags & state::kInodeFdStored);
+                  (__atomic_load_n(&inodes_.record(nodeid).flags, __ATOMIC_RELAXED) &
+                   state::kInodeFdStored);
     if (inodes_.forget(nodeid, nlookup) && stored && rec_.store)
         rec_.store->remove("i" + std::to_string(nodeid));
 }

@@ -100,6 +100,7 @@ int Engine::do_init(const Request &req, Reply &out)
         }
         LOG_INFO("INIT again without DESTROY (the guest rebooted): ending the old session");
         fs_.destroy();
+        std::lock_guard g(neg_mu_);
         neg_ = Negotiated{};
     }
     auto &o = out.arg<fuse_init_out>();
@@ -117,6 +118,7 @@ int Engine::do_init(const Request &req, Reply &out)
         kflags |= uint64_t(in.flags2) << 32;
     uint64_t want = (kAlwaysFlags | fs_.init_flags(kflags) | limits_.extra_flags) & kflags;
 
+    std::unique_lock neg_lock(neg_mu_);
     neg_.major = 7;
     neg_.minor = in.minor < kOurMinor ? in.minor : kOurMinor;
     neg_.kernel_flags = kflags;
@@ -143,6 +145,7 @@ int Engine::do_init(const Request &req, Reply &out)
         o.unused[0] = kPassthroughStackDepth;
     fs_.init(neg_);
     neg_.done = true;
+    neg_lock.unlock();
     if (on_init_)
         on_init_(neg_);
     LOG_INFO("INIT: kernel %u.%u, using 7.%u, flags %#llx, kernel offers resend: %s", in.major,
@@ -402,8 +405,10 @@ int Engine::dispatch(const Request &req, Reply &out)
             destroyed_.store(true, std::memory_order_release);
             // A virtio-fs guest that unmounts may mount the same device
             // again: that INIT starts a new session.
-            if (limits_.reinit)
+            if (limits_.reinit) {
+                std::lock_guard g(neg_mu_);
                 neg_ = Negotiated{};
+            }
             return 0;
         case FUSE_READDIR:
         case FUSE_READDIRPLUS: {

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <span>
 
 namespace holdfast::fuse {
@@ -48,11 +49,21 @@ class Engine {
     size_t reply_payload_size() const { return size_t(limits_.max_pages) * 4096; }
 
     const Negotiated &negotiated() const { return neg_; }
+    // A copy for threads that are not serving requests (the control
+    // socket's status): INIT may be writing neg_ meanwhile.
+    Negotiated negotiated_snapshot() const
+    {
+        std::lock_guard g(neg_mu_);
+        return neg_;
+    }
     // A restarted server adopts what the previous one negotiated (no new INIT).
     void adopt(const Negotiated &n)
     {
-        neg_ = n;
-        neg_.done = true;
+        {
+            std::lock_guard g(neg_mu_);
+            neg_ = n;
+            neg_.done = true;
+        }
         fs_.init(neg_);
     }
     // Called once INIT is settled (the daemon persists it for a successor).
@@ -67,6 +78,7 @@ class Engine {
     Filesystem &fs_;
     EngineLimits limits_;
     Negotiated neg_;
+    mutable std::mutex neg_mu_; // writers of neg_, and snapshots
     std::function<void(const Negotiated &)> on_init_;
     std::atomic<bool> destroyed_{false};
     OpStats stats_;

@@ -154,7 +154,7 @@ std::shared_ptr<Inode> InodeTable::get(uint64_t nodeid) const
 void InodeTable::set_record_flags(uint64_t nodeid, uint32_t flags)
 {
     if (nodeid > 0 && nodeid < cap_)
-        rec_[nodeid].flags = flags;
+        __atomic_store_n(&rec_[nodeid].flags, flags, __ATOMIC_RELAXED);
 }
 
 void InodeTable::recover(Fd root_fd, Resolver resolver)
@@ -238,7 +238,8 @@ std::shared_ptr<Inode> InodeTable::ref(Fd fd, const struct stat &st, const FileH
     }
 
     InodeRecord &r = rec_[slot];
-    r.flags = 0;
+    // forget() of the slot's previous inode may read them without the lock.
+    __atomic_store_n(&r.flags, 0u, __ATOMIC_RELAXED);
     uint32_t gen = r.generation + 1;
     r.generation = gen;
     r.dev = st.st_dev;
