@@ -204,13 +204,15 @@ row_randread() {
 # col_NAME_cmd SRC MNT: sets CMD=(server argv) for FUSE columns; a column
 #                 without col_NAME_cmd is the native directory itself.
 # READY_FD_COLUMNS: columns whose server takes --ready-fd N.
-ALL_COLUMNS="native holdfastd holdfastd_norecovery holdfastd_uring passthrough_hp passthrough_hp_nosplice passthrough_hp_stock"
+ALL_COLUMNS="native holdfastd holdfastd_norecovery holdfastd_uring holdfastd_passthrough holdfastd_uring_passthrough passthrough_hp passthrough_hp_nosplice passthrough_hp_stock"
 DEFAULT_COLUMNS="native holdfastd holdfastd_norecovery passthrough_hp"
 declare -A COL_NOTE=(
 	[native]="the tmpfs directory itself"
-	[holdfastd]="holdfastd defaults, --cache auto pinned: 1 s entry/attr timeouts, no writeback, no keep_cache; threads = CPUs (min 2); crash recovery on (runs under holdfast-fdstore); no default_permissions (server checks, switching credentials per request); --ready-fd"
+	[holdfastd]="holdfastd defaults, --cache auto pinned: 1 s entry/attr timeouts, no writeback, no keep_cache; --passthrough off pinned (the server does every read and write); threads = CPUs (min 2); crash recovery on (runs under holdfast-fdstore); no default_permissions (server checks, switching credentials per request); --ready-fd"
 	[holdfastd_norecovery]="holdfastd as above with --recovery off: no fd store, no journal (the baseline for the cost of recovery)"
 	[holdfastd_uring]="holdfastd as above with --transport uring (FUSE-over-io_uring; the fuse module's enable_uring is set to Y for the run and restored at exit)"
+	[holdfastd_passthrough]="holdfastd as above with --passthrough on: the kernel reads, writes and maps regular files itself (FUSE_PASSTHROUGH, backing files registered at open)"
+	[holdfastd_uring_passthrough]="holdfastd with --transport uring and --passthrough on"
 	[passthrough_hp]="libfuse 3.14 passthrough_hp patched to --cache auto policy: 1 s entry/attr timeouts, no writeback, no keep_cache; splice + mt loop stock; --foreground"
 	[passthrough_hp_nosplice]="passthrough_hp (the patched --cache auto build) with --nosplice: read/write through user buffers, as holdfastd does"
 	[passthrough_hp_stock]="libfuse 3.14 passthrough_hp, stock flags (86400 s timeouts, writeback cache, keep_cache, splice); --foreground"
@@ -233,7 +235,7 @@ col_holdfastd_check() {
 	local help
 	help=$("$HOLDFASTD" --help 2>&1 || true)
 	local o
-	for o in --ready-fd --cache; do
+	for o in --ready-fd --cache --passthrough; do
 		if grep -q -- "$o" <<<"$help"; then HOLDFASTD_HAS_OPT[$o]=1; fi
 	done
 	return 0
@@ -242,6 +244,8 @@ col_holdfastd_cmd() {
 	CMD=("$HOLDFASTD" --shared-dir "$1" --mountpoint "$2")
 	# Pin the cache policy the peer column was built to match.
 	[ -n "${HOLDFASTD_HAS_OPT[--cache]:-}" ] && CMD+=(--cache auto)
+	# Passthrough is a column of its own: this one measures our data path.
+	[ -n "${HOLDFASTD_HAS_OPT[--passthrough]:-}" ] && CMD+=(--passthrough off)
 	# shellcheck disable=SC2206
 	CMD+=($HOLDFASTD_ARGS)
 	[ -n "${HOLDFASTD_HAS_OPT[--ready-fd]:-}" ] && CMD+=(--ready-fd 3)
@@ -268,6 +272,19 @@ col_holdfastd_uring_check() {
 col_holdfastd_uring_cmd() { col_holdfastd_cmd "$1" "$2"; CMD+=(--transport uring); }
 col_holdfastd_uring_ready_fd() { col_holdfastd_ready_fd; }
 
+# Kernel passthrough: a holdfastd that has the option (the kernel must offer
+# FUSE_PASSTHROUGH, 6.9+, and the server must be root; it says so in its log).
+col_holdfastd_passthrough_check() {
+	[ -n "${HOLDFASTD_ORIG:-}" ] || col_holdfastd_check || return 1
+	[ -n "${HOLDFASTD_HAS_OPT[--passthrough]:-}" ] || { log "holdfastd_passthrough: this holdfastd has no --passthrough"; return 1; }
+}
+col_holdfastd_passthrough_cmd() { col_holdfastd_cmd "$1" "$2"; CMD+=(--passthrough on); }
+col_holdfastd_passthrough_ready_fd() { col_holdfastd_ready_fd; }
+
+col_holdfastd_uring_passthrough_check() { col_holdfastd_passthrough_check && col_holdfastd_uring_check; }
+col_holdfastd_uring_passthrough_cmd() { col_holdfastd_uring_cmd "$1" "$2"; CMD+=(--passthrough on); }
+col_holdfastd_uring_passthrough_ready_fd() { col_holdfastd_ready_fd; }
+
 PHP_AUTO=""
 PHP_STOCK=""
 col_passthrough_hp_check() {
@@ -284,7 +301,7 @@ col_passthrough_hp_stock_check() {
 col_passthrough_hp_stock_cmd() { CMD=("$PHP_STOCK" --foreground "$1" "$2"); }
 
 # Ratio columns of the table: "A:B" = A / B.
-RATIOS="holdfastd:native holdfastd:passthrough_hp holdfastd:holdfastd_norecovery holdfastd_uring:holdfastd holdfastd_uring:passthrough_hp"
+RATIOS="holdfastd:native holdfastd:passthrough_hp holdfastd:holdfastd_norecovery holdfastd_uring:holdfastd holdfastd_uring:passthrough_hp holdfastd_passthrough:holdfastd holdfastd_passthrough:passthrough_hp holdfastd_uring_passthrough:passthrough_hp"
 
 # ---------------------------------------------------------------- list
 if [ "$LIST" = 1 ]; then
