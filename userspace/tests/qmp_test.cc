@@ -366,6 +366,30 @@ TEST(Qmp, ReplugCutShortAfterChardevAddRemovesTheOrphan)
     EXPECT_EQ(removed, want_removed) << "mon0 is not ours; fs0-hf2 is the orphan";
 }
 
+TEST(Qmp, ReplugCutShortDuringUnplugWaitsForTheDeviceToGo)
+{
+    // The predecessor was killed after its device_del: QEMU refuses a
+    // second one while the guest releases the device, and the
+    // DEVICE_DELETED may never reach us.  The successor watches the
+    // device go, then adds it back.
+    int qom_type_calls = 0;
+    FakeQemu q([&](const std::string &cmd, const json::Value &args) -> std::vector<std::string> {
+        if (cmd == "qom-get" && *args.get_string("property") == "type" && ++qom_type_calls > 3)
+            return {R"({"error": {"class": "DeviceNotFound", "desc": "gone"}, "id": $ID})"};
+        if (cmd == "device_del")
+            return {R"({"error": {"class": "GenericError", "desc": "Device fs0 is already in)"
+                    R"( the process of unplug"}, "id": $ID})"};
+        return good_qemu(cmd, args);
+    });
+    Client c(q, 50);
+    ASSERT_EQ(c.handshake(), "");
+    ReplugOptions o = opts();
+    o.delete_timeout_ms = 2000;
+    ReplugResult r = replug(c, o);
+    EXPECT_EQ(r.status, ReplugStatus::ok) << r.message;
+    EXPECT_EQ(q.commands.back(), "device_add");
+}
+
 TEST(Qmp, ReplugCutShortIsFinished)
 {
     // A server died between device_del and device_add: the device is gone,

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <thread>
 #include <unistd.h>
 
 namespace holdfast::vmm {
@@ -361,7 +362,7 @@ ReplugResult replug(Client &c, const ReplugOptions &o)
 
     DeviceProps p;
     Reply r = read_device(c, o.device, p);
-    const bool resume = !r.ok && r.error_class == "DeviceNotFound" && !o.known.tag.empty();
+    bool resume = !r.ok && r.error_class == "DeviceNotFound" && !o.known.tag.empty();
     if (resume) {
         // Our own re-plug was cut short after device_del: finish it.
         p = o.known;
@@ -383,8 +384,28 @@ ReplugResult replug(Client &c, const ReplugOptions &o)
             o.on_props(p);
         log("device_del " + o.device);
         r = c.execute("device_del", "{\"id\":" + json::quote(o.device) + "}");
-        if (!r.ok)
+        if (!r.ok && !c.broken() && r.error_class == "GenericError") {
+            // A predecessor killed after its own device_del: the unplug is
+            // under way ("already in the process of unplug") and its
+            // DEVICE_DELETED may come, or have come, before we listen.
+            // Watch the device itself go instead.
+            log("device_del " + o.device + ": " + r.desc + "; waiting for it to go");
+            auto until = std::chrono::steady_clock::now() +
+                         std::chrono::milliseconds(o.delete_timeout_ms);
+            for (;;) {
+                Reply q = c.execute("qom-get", qom_args(o.device, "type"));
+                if (!q.ok && q.error_class == "DeviceNotFound")
+                    break;
+                if (c.broken())
+                    return fail("device_del " + o.device, q);
+                if (std::chrono::steady_clock::now() > until)
+                    return fail("device_del " + o.device, r);
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            }
+            resume = true;
+        } else if (!r.ok) {
             return fail("device_del " + o.device, r);
+        }
     }
     auto t0 = std::chrono::steady_clock::now();
     bool deleted = resume || c.wait_event(
