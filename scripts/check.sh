@@ -50,7 +50,11 @@ run_counted() {
 }
 
 # The host selftests against a real /dev/fuse mount.
-run_host() { run_counted host "$top/selftests/run-host.sh"; }
+run_host() {
+	O=${O:-$build/selftests} HOLDFASTD=${HOLDFASTD:-$build/userspace/holdfastd} \
+		HOLDFASTCTL=${HOLDFASTCTL:-$build/userspace/holdfastctl} \
+		run_counted host "$top/selftests/run-host.sh"
+}
 # The guest suite in test VMs (both guest kernels, and ours on 6.1).
 run_vm() { run_counted vm "$top/selftests/vm/check-vm.sh"; }
 # Live migration between QEMUs: ping-pong, and a destination that refuses.
