@@ -143,7 +143,7 @@ start_qemu() { # NAME SOCKET [ARGS...]
 	shift 2
 	"$QEMU" -accel tcg,thread=multi -m 512M \
 		-object memory-backend-memfd,id=mem,size=512M,share=on -machine pc,memory-backend=mem \
-		-kernel "$vmlinuz" -initrd "$initrd" -append "console=ttyS0 loglevel=4 panic=-1" \
+		-kernel "$vmlinuz" -initrd "$initrd" -append "console=ttyS0 loglevel=4 panic=-1 no_timer_check" \
 		-display none -nodefaults -no-reboot -serial "file:$W/$name-serial.log" \
 		-qmp "unix:$W/$name-qmp.sock,server=on,wait=off" \
 		-chardev "socket,id=c0,path=$sock" \

@@ -228,7 +228,7 @@ for d in "${devs[@]}"; do
 	i=$((i + 1))
 done
 
-append="console=ttyS0 loglevel=4 panic=-1 hf.run=$run hf.mounts=$mounts hf.bench=$bench${HF_VM_BENCHSTOP:+ hf.benchstop=$HF_VM_BENCHSTOP}$append_extra"
+append="console=ttyS0 loglevel=4 panic=-1 no_timer_check hf.run=$run hf.mounts=$mounts hf.bench=$bench${HF_VM_BENCHSTOP:+ hf.benchstop=$HF_VM_BENCHSTOP}$append_extra"
 t0=$(date +%s.%N)
 "$QEMU" -accel tcg,thread=multi -smp "$smp" -m 1G \
 	-object memory-backend-memfd,id=mem,size=1G,share=on -machine pc,memory-backend=mem \
