@@ -92,24 +92,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# One QMP command; prints the reply (or the error) as JSON.
-qmp() {
-	python3 - "$1" "$2" <<'PY'
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(30)
-s.connect(sys.argv[1])
-f = s.makefile("rw")
-def reply():
-    while True:
-        m = json.loads(f.readline())
-        if "return" in m or "error" in m:
-            return m
-json.loads(f.readline())
-f.write('{"execute": "qmp_capabilities"}\n'); f.flush(); reply()
-f.write(sys.argv[2] + "\n"); f.flush()
-print(json.dumps(reply()))
-PY
+# One QMP command (scripts/vm/qmp.py): prints its "return" as JSON, fails
+# (with QEMU's error on stderr) on an error.
+qmp() { # SOCKET COMMAND [JSON-ARGUMENTS]
+	python3 "$root/scripts/vm/qmp.py" "$1" exec "$2" ${3:+"$3"}
 }
 
 gcc -static -O2 -std=gnu11 -Wall -Wno-unused-parameter -pthread -I"$KSFT" \
@@ -163,19 +149,19 @@ wait_for() { # FILE PATTERN SECONDS
 # query-migrate until it ends; prints the last reply, sets $status.
 migrate() { # FROM-QMP PORT
 	local r st
-	r=$(qmp "$1" "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"tcp:127.0.0.1:$2\"}}")
+	r=$(qmp "$1" migrate "{\"uri\": \"tcp:127.0.0.1:$2\"}" 2>&1 | tail -1)
 	echo "# migrate: $r"
 	status=
 	for _ in $(seq 1 600); do
-		st=$(qmp "$1" '{"execute": "query-migrate"}' 2>/dev/null)
-		status=$(echo "$st" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("return",{}).get("status","none"))' 2>/dev/null)
+		st=$(qmp "$1" query-migrate 2>/dev/null)
+		status=$(echo "$st" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("status","none"))' 2>/dev/null)
 		case $status in
 		completed | failed | cancelled | none) break ;;
 		"") status="unknown (QMP gone)"; break ;;
 		esac
 		sleep 0.5
 	done
-	echo "$st" | python3 -c 'import json,sys; r=json.load(sys.stdin)["return"]; print("# migration: status %s, downtime %s ms, total %s ms" % (r.get("status"), r.get("downtime"), r.get("total-time")))' 2>/dev/null
+	echo "$st" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("# migration: status %s, downtime %s ms, total %s ms" % (r.get("status"), r.get("downtime"), r.get("total-time")))' 2>/dev/null
 }
 
 # Hop 0 is the first QEMU; each hop migrates the guest to a new QEMU and
@@ -215,8 +201,11 @@ for ((h = 1; h <= hops; h++)); do
 			grep -h "refusing the migrated state" "$W/h$h.log" | head -1 | sed 's/^/# /'
 		fi
 		# The guest goes on where it was.
-		r=$(qmp "$W/h$cur-qmp.sock" '{"execute": "cont"}')
-		case $r in *'"return"'*) ok "the source resumed its guest" ;; *) notok "cont on the source: $r" ;; esac
+		if r=$(qmp "$W/h$cur-qmp.sock" cont 2>&1); then
+			ok "the source resumed its guest"
+		else
+			notok "cont on the source: $(echo "$r" | tail -1)"
+		fi
 		break
 	fi
 	if [ "$status" = completed ]; then
@@ -225,7 +214,7 @@ for ((h = 1; h <= hops; h++)); do
 		notok "hop $h: QEMU's migration ended '$status'"
 		break
 	fi
-	qmp "$W/h$cur-qmp.sock" '{"execute": "quit"}' >/dev/null 2>&1
+	qmp "$W/h$cur-qmp.sock" quit >/dev/null 2>&1
 	cur=$h
 	# Let the guest work on this hop before the next one.
 	sleep 2
