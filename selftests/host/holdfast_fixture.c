@@ -314,6 +314,30 @@ out:
 	return ret;
 }
 
+/* Says where a child that did not finish is stuck: the syscall and the kernel stack. */
+static void hf_show_stuck(pid_t pid)
+{
+	static const char *const what[] = { "syscall", "wchan", "stack" };
+	char path[64], buf[2048];
+
+	for (size_t i = 0; i < sizeof(what) / sizeof(what[0]); i++) {
+		ssize_t n;
+		int fd;
+
+		snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, what[i]);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = 0;
+		for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
+			fprintf(stderr, "# holdfast: child %d stuck, %s: %s\n", (int)pid, what[i], line);
+	}
+}
+
 int hf_wait(pid_t pid, int timeout_ms)
 {
 	long long end = hf_now_ms() + timeout_ms;
@@ -330,6 +354,7 @@ int hf_wait(pid_t pid, int timeout_ms)
 			break;
 		sleep_ms(5);
 	}
+	hf_show_stuck(pid);
 	kill(pid, SIGKILL);
 	/* Bounded again: a child stuck in D state will not die on SIGKILL. */
 	end = hf_now_ms() + 2000;
