@@ -589,6 +589,11 @@ static void stall_kill(struct __test_metadata *_metadata, struct hf *h, const ch
 	EXPECT_NE(NULL, strstr(doc, "\"persistent\":true")) TH_LOG("%s", doc);
 	EXPECT_LE(1, hf_status_num(h, "adopted")) TH_LOG("%s", doc);
 	EXPECT_LE(1, hf_status_num(h, "resent_requests")) TH_LOG("%s", doc);
+	/* Every queue got a request of the successor's own (see Transport::kick). */
+	end = hf_now_ms() + 5000;
+	while (hf_status_num(h, "kicked") < hf_status_num(h, "queues") && hf_now_ms() < end)
+		usleep(2000);
+	EXPECT_EQ(hf_status_num(h, "queues"), hf_status_num(h, "kicked")) TH_LOG("%s", doc);
 }
 
 /* A WRITE whose data stayed in the payload buffer, stalled before it ran. */

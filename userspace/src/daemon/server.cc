@@ -25,8 +25,8 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <climits>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -55,7 +55,7 @@ void on_wake_signal(int) {}
 struct RecoveryInfo {
     bool recovered = false;
     unsigned restarts = 0;
-    double attach_ms = 0;     // process start -> serving
+    double attach_ms = 0;      // process start -> serving
     double since_crash_ms = 0; // predecessor's death (seen by the store) -> serving
     size_t journal_records = 0;
     size_t stored_fds = 0;
@@ -70,8 +70,8 @@ std::string g_upgrade_binary;
 std::string status_json(const Options &o, const fuse::Engine &engine, const fs::Passthrough &pfs,
                         const state::InodeTable &inodes, const state::HandleTable &handles,
                         unsigned threads, const RecoveryInfo &ri,
-                        std::chrono::steady_clock::time_point started,
-                        const uring::Transport *ring, bool ring_persistent)
+                        std::chrono::steady_clock::time_point started, const uring::Transport *ring,
+                        bool ring_persistent)
 {
     const auto &st = engine.stats();
     const fuse::Negotiated n = engine.negotiated_snapshot();
@@ -111,9 +111,8 @@ std::string status_json(const Options &o, const fuse::Engine &engine, const fs::
              inodes.live(), handles.live(), n.minor, (unsigned long long)n.flags,
              n.kernel_has(fuse::kHasResend) ? "true" : "false", o.recovery ? "true" : "false",
              ri.restarts, ri.recovered ? "true" : "false", (unsigned long long)ri.generation,
-             ri.attach_ms, ri.since_crash_ms, ri.resend_sent ? "true" : "false",
-             ri.journal_records, ri.stored_fds,
-             (unsigned long long)st.resent.load(std::memory_order_relaxed),
+             ri.attach_ms, ri.since_crash_ms, ri.resend_sent ? "true" : "false", ri.journal_records,
+             ri.stored_fds, (unsigned long long)st.resent.load(std::memory_order_relaxed),
              (unsigned long long)pfs.replayed(), (unsigned long long)total,
              (unsigned long long)total_err,
              (unsigned long long)st.malformed.load(std::memory_order_relaxed),
@@ -136,20 +135,21 @@ std::string status_json(const Options &o, const fuse::Engine &engine, const fs::
                      "%s{\"qid\":%u,\"cpu\":%d,\"live\":%u,\"requests\":%llu,"
                      "\"errors\":%llu,\"malformed\":%llu,\"offloaded\":%llu,"
                      "\"reregistered\":%llu,\"adopted\":%llu}",
-                     qs.empty() ? "" : ",", q.qid, q.cpu, q.live,
-                     (unsigned long long)q.requests, (unsigned long long)q.errors,
-                     (unsigned long long)q.malformed, (unsigned long long)q.offloaded,
-                     (unsigned long long)q.reregistered, (unsigned long long)q.adopted);
+                     qs.empty() ? "" : ",", q.qid, q.cpu, q.live, (unsigned long long)q.requests,
+                     (unsigned long long)q.errors, (unsigned long long)q.malformed,
+                     (unsigned long long)q.offloaded, (unsigned long long)q.reregistered,
+                     (unsigned long long)q.adopted);
             qs += b;
         }
         char b[320];
         snprintf(b, sizeof(b),
                  ",\"uring\":{\"queues\":%u,\"depth\":%u,\"payload_bytes\":%zu,"
-                 "\"setup\":\"%s\",\"persistent\":%s,\"adopted\":%llu,"
+                 "\"setup\":\"%s\",\"persistent\":%s,\"adopted\":%llu,\"kicked\":%llu,"
                  "\"ring_requests\":%llu,\"ring_errors\":%llu,\"per_queue\":[",
                  ring->queues(), ring->depth(), ring->payload_size(), ring->setup().c_str(),
                  ring_persistent ? "true" : "false", (unsigned long long)ring->adopted(),
-                 (unsigned long long)rq, (unsigned long long)re);
+                 (unsigned long long)ring->kicked(), (unsigned long long)rq,
+                 (unsigned long long)re);
         out += b + qs + "]}";
     }
     return out + "}\n";
@@ -491,9 +491,14 @@ int serve(const Options &o)
             why = ring->start(!adopted, mem);
             if (!why.empty())
                 ring.reset();
-            else if (ring->adopted())
-                LOG_INFO("io_uring: answered %llu requests our predecessor held on its entries",
-                         (unsigned long long)ring->adopted());
+            else {
+                if (ring->adopted())
+                    LOG_INFO("io_uring: answered %llu requests our predecessor held on its "
+                             "entries",
+                             (unsigned long long)ring->adopted());
+                if (adopted)
+                    ring->kick(o.mountpoint);
+            }
         }
         if (ring) {
             LOG_INFO("transport: io_uring, %u queues x %u entries of %zu KiB (%s), /dev/fuse "
@@ -540,8 +545,7 @@ int serve(const Options &o)
     if (!recovering)
         LOG_INFO("serving %s on %s (%u threads, cache=%s%s%s)", o.fs.shared_dir.c_str(),
                  o.mountpoint.c_str(), threads, fs::cache_mode_name(o.fs.cache),
-                 o.fs.writeback ? ", writeback" : "",
-                 rec.store ? ", crash recovery on" : "");
+                 o.fs.writeback ? ", writeback" : "", rec.store ? ", crash recovery on" : "");
     if (notifier.available())
         notifier.send("READY=1\nSTATUS=serving " + o.mountpoint + "\n");
     // The ready fd is for whoever started the very first server; a restarted

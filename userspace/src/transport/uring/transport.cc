@@ -10,6 +10,11 @@
 #include <cstring>
 #include <fcntl.h>
 #include <liburing.h>
+#include <linux/magic.h>
+#include <sched.h>
+#include <sys/statfs.h>
+#include <system_error>
+#include <thread>
 #include <unistd.h>
 
 namespace holdfast::uring {
@@ -186,6 +191,54 @@ void Transport::park()
     for (auto &q : queues_)
         if (q)
             q->park();
+}
+
+void Transport::kick(const std::string &mountpoint)
+{
+    std::vector<int> cpus;
+    for (auto &q : queues_)
+        if (q && q->cpu() >= 0)
+            cpus.push_back(q->cpu());
+    if (cpus.size() < queues_.size())
+        LOG_WARN("io_uring: %zu of %zu queues are not pinned to their CPU and cannot be kicked: "
+                 "requests queued there before our entries wait for the next one",
+                 queues_.size() - cpus.size(), queues_.size());
+    // Not from a queue thread: each statfs waits for a queue to answer it.
+    try {
+        std::thread([kicked = kicked_, mountpoint, cpus] {
+            Fd fd(::open(mountpoint.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+            if (!fd) {
+                LOG_WARN("io_uring: cannot kick the queues: %s: %s", mountpoint.c_str(),
+                         strerror(errno));
+                return;
+            }
+            for (int cpu : cpus) {
+                cpu_set_t set;
+                CPU_ZERO(&set);
+                CPU_SET(cpu, &set);
+                struct statfs st;
+                if (sched_setaffinity(0, sizeof(set), &set) < 0) {
+                    LOG_WARN("io_uring: cannot kick queue %d: CPU %d: %s", cpu, cpu,
+                             strerror(errno));
+                    continue;
+                }
+                if (fstatfs(fd.get(), &st) < 0) {
+                    LOG_WARN("io_uring: cannot kick queue %d: statfs: %s", cpu, strerror(errno));
+                    continue;
+                }
+                if (st.f_type != FUSE_SUPER_MAGIC) {
+                    // Something is mounted over ours: its statfs reaches no queue.
+                    LOG_WARN("io_uring: cannot kick the queues: %s is not our mount",
+                             mountpoint.c_str());
+                    return;
+                }
+                kicked->fetch_add(1, std::memory_order_relaxed);
+            }
+            LOG_DBG("io_uring: kicked %llu queues", (unsigned long long)kicked->load());
+        }).detach();
+    } catch (const std::system_error &e) {
+        LOG_WARN("io_uring: cannot kick the queues: %s", e.what());
+    }
 }
 
 void Transport::join()

@@ -13,6 +13,7 @@
 #include "fuse/engine.h"
 #include "transport/uring/queue.h"
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,6 +79,16 @@ class Transport {
     // Waits for the queues, which leave on their own when the connection
     // ends (their entries complete with ENOTCONN).
     void join();
+    // For a server that took over a connection, once start() returned.
+    // Requests the kernel queued for a queue while it had no entries (after
+    // a dead predecessor's were cancelled, before ours were registered)
+    // wait in the kernel's queue: a REGISTER does not look there, only the
+    // commit of a request on the same queue does, fetching the next one.
+    // So this makes one request per queue: a statfs of `mountpoint` from a
+    // thread on that queue's CPU, in the background (a thread of its own,
+    // never waited for: a queue parked for a successor answers nothing).
+    void kick(const std::string &mountpoint);
+    uint64_t kicked() const { return kicked_->load(std::memory_order_relaxed); }
 
     unsigned queues() const { return unsigned(queues_.size()); }
     unsigned depth() const { return depth_; }
@@ -92,6 +103,8 @@ class Transport {
     unsigned depth_;
     size_t payload_;
     std::vector<std::unique_ptr<Queue>> queues_;
+    // Queues kicked; shared with the kicking thread, which may outlive us.
+    std::shared_ptr<std::atomic<uint64_t>> kicked_ = std::make_shared<std::atomic<uint64_t>>(0);
 };
 
 } // namespace holdfast::uring
