@@ -521,7 +521,8 @@ FIXTURE_SETUP(uring_adopt)
 		.cache = "auto",
 		.fault_injection = true,
 		.transport = "uring",
-		.extra_args = "--uring-queue-depth 4",
+		/* The WRITEs stalled here must reach the server, not the kernel's backing file. */
+		.extra_args = "--uring-queue-depth 4 --passthrough off",
 	};
 
 	HF_SETUP(&o);

@@ -378,13 +378,6 @@ int serve(const Options &o)
         rec.store = notifier.available() ? &notifier : nullptr;
     }
     fs::Options fso = o.fs;
-    if (want_uring && fso.passthrough && !o.passthrough_set) {
-        // Not yet by default on the ring: a RELEASE held on a ring entry by
-        // a server that dies was seen to leave its handle open after the
-        // successor adopted the entry (Documentation/design.rst).
-        LOG_INFO("passthrough: off by default with io_uring (--passthrough on to use it)");
-        fso.passthrough = false;
-    }
     fs::Passthrough pfs(fso, inodes, handles, rec);
     fuse::EngineLimits limits;
     if (want_uring)
