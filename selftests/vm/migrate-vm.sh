@@ -254,6 +254,25 @@ if [ "$backend" = holdfastd ] && [ "$refuse" = 0 ]; then
 		else
 			notok "hop $h: no state transfer in the back-ends' logs"
 		fi
+		# Same host: the destination takes the source's fds (fast path)
+		# unless told not to; either way it must say how many it used.
+		line=$(grep -h "device state: took over" "$W/h$h.log" | tail -1)
+		borrowed=$(sed -n 's/.* \([0-9]*\) fds borrowed from the source.*/\1/p' <<<"$line")
+		used=$(sed -n 's/.* ms, \([0-9]*\) used).*/\1/p' <<<"$line")
+		case " ${bargs[*]} " in
+		*" --migration-fast-path off "*)
+			if [ "${borrowed:-x}" = 0 ]; then
+				ok "hop $h: fast path off: every file opened by handle"
+			else
+				notok "hop $h: fast path off, yet '${borrowed:-?}' fds borrowed"
+			fi ;;
+		*)
+			if [ "${borrowed:-0}" -gt 0 ] && [ "$borrowed" = "$used" ]; then
+				ok "hop $h: same-host fast path: $borrowed fds taken from the source, all used"
+			else
+				notok "hop $h: fast path: borrowed '${borrowed:-?}', used '${used:-?}'"
+			fi ;;
+		esac
 	done
 	grep -h "device state" "$W"/h*.log | sed 's/^/# /'
 fi

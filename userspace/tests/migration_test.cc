@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -257,6 +259,61 @@ TEST(Migration, ImpossibleContentIsRefused)
     s = good;
     s.init.major = 8;
     EXPECT_NE("", decode_state(s)) << "FUSE major 8";
+}
+
+TEST(Migration, HandoverRoundTripsAndIsOptional)
+{
+    Region src = source();
+    MigrationState st = snapshot(src);
+    MigrationState out;
+    ASSERT_EQ("", decode(encode(st), limits(), out));
+    EXPECT_FALSE(out.handover);
+    st.handover = MigrationHandover{4242, {{'i', 7, 3, 0}, {'h', 9, 1, 0}, {'l', 11, 3, 0xabc}}};
+    ASSERT_EQ("", decode(encode(st), limits(), out));
+    ASSERT_TRUE(out.handover);
+    EXPECT_EQ(out.handover->pid, 4242u);
+    ASSERT_EQ(out.handover->fds.size(), 3u);
+    EXPECT_EQ(out.handover->fds[2].kind, 'l');
+    EXPECT_EQ(out.handover->fds[2].fd, 11);
+    EXPECT_EQ(out.handover->fds[2].id, 3u);
+    EXPECT_EQ(out.handover->fds[2].owner, 0xabcu);
+}
+
+TEST(Migration, ImpossibleHandoverIsRefused)
+{
+    Region src = source();
+    const MigrationState good = snapshot(src);
+    auto with = [&](MigrationHandover h) {
+        MigrationState st = good;
+        st.handover = std::move(h);
+        return decode_state(st);
+    };
+    EXPECT_EQ("", with({1, {}}));
+    EXPECT_NE("", with({0, {}}));                      // no pid
+    EXPECT_NE("", with({1u << 23, {}}));               // beyond any pid
+    EXPECT_NE("", with({1, {{'x', 3, 2, 0}}}));        // unknown kind
+    EXPECT_NE("", with({1, {{'i', -1, 2, 0}}}));       // no fd
+    EXPECT_NE("", with({1, {{'i', 3, 0, 0}}}));        // no id
+    EXPECT_NE("", with({1, {{'h', 3, 1, 5}}}));        // an owner on a file
+    // Two sections, and a count that does not match the length.
+    MigrationState st = good;
+    st.handover = MigrationHandover{1, {{'i', 3, 2, 0}}};
+    std::vector<uint8_t> b = encode(st);
+    MigrationState out;
+    ASSERT_EQ("", decode(b, limits(), out));
+    // The section: type 5, length 32, pid, count 1, one entry; find it by its
+    // pid and count and claim two entries.
+    const uint8_t pat[] = {5, 0, 0, 0, 32, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0};
+    auto it = std::search(b.begin(), b.end(), std::begin(pat), std::end(pat));
+    ASSERT_NE(it, b.end());
+    it[12] = 2;
+    // Checksummed again (FNV-1a up to the end section), so only the count is wrong.
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i + 16 < b.size(); i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    std::memcpy(b.data() + b.size() - 8, &h, 8);
+    std::string e = decode(b, limits(), out);
+    EXPECT_NE(e.find("handover section of 32 bytes for 2 fds"), std::string::npos) << e;
 }
 
 TEST(Migration, OtherDirectoryOrUsedDestinationIsRefused)

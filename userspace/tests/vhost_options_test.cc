@@ -136,3 +136,21 @@ TEST(QmpOptions, Refused)
                   o),
               "");
 }
+
+TEST(MigrationOptions, FastPathDefaultsOnAndParses)
+{
+    Options o;
+    EXPECT_EQ(run({"--shared-dir", "/s", "--socket-path", "/r/s.sock"}, o), "");
+    EXPECT_TRUE(o.migration_fast_path);
+    EXPECT_EQ(run({"--shared-dir", "/s", "--socket-path", "/r/s.sock", "--migration-fast-path",
+                   "off"},
+                  o),
+              "");
+    EXPECT_FALSE(o.migration_fast_path);
+    for (const char *bad : {"", "yes", "ON", "1"}) {
+        std::string m = run({"--shared-dir", "/s", "--socket-path", "/r/s.sock",
+                             "--migration-fast-path", bad},
+                            o);
+        EXPECT_NE(m.find("--migration-fast-path"), std::string::npos) << bad << ": " << m;
+    }
+}

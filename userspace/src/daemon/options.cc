@@ -44,6 +44,7 @@ enum {
     kQmpSocket,
     kQmpDevice,
     kMigrationOnError,
+    kMigrationFastPath,
     kPrintCaps,
     kHelp,
     kVersion,
@@ -107,6 +108,10 @@ const char *usage()
            "                            vhost-user migration destination, when a migrated\n"
            "                            file does not resolve: fail the migration (default;\n"
            "                            the source keeps the guest) or answer ESTALE for it\n"
+           "  --migration-fast-path on|off\n"
+           "                            same-host migration: the destination takes the\n"
+           "                            source's open fds instead of opening every file\n"
+           "                            again (default: on)\n"
            "  --print-capabilities      print the vhost-user back-end capabilities (JSON)\n"
            "  --thread-pool-size N      worker threads, 1..1024 (default: CPUs, at least 2)\n"
            "  --cache MODE              auto|always|never|metadata (default: auto)\n"
@@ -175,6 +180,7 @@ std::string parse(int argc, char **argv, Options &out)
         {"qmp-socket", required_argument, nullptr, kQmpSocket},
         {"qmp-device", required_argument, nullptr, kQmpDevice},
         {"migration-on-error", required_argument, nullptr, kMigrationOnError},
+        {"migration-fast-path", required_argument, nullptr, kMigrationFastPath},
         {"print-capabilities", no_argument, nullptr, kPrintCaps},
         {"help", no_argument, nullptr, kHelp},
         {"version", no_argument, nullptr, kVersion},
@@ -354,6 +360,14 @@ std::string parse(int argc, char **argv, Options &out)
             else
                 return std::string("--migration-on-error: '") + optarg +
                        "' is not abort or guest-error";
+            break;
+        case kMigrationFastPath:
+            if (strcmp(optarg, "on") == 0)
+                out.migration_fast_path = true;
+            else if (strcmp(optarg, "off") == 0)
+                out.migration_fast_path = false;
+            else
+                return std::string("--migration-fast-path: '") + optarg + "' is not on or off";
             break;
         case kPrintCaps:
             out.print_capabilities = true;

@@ -52,6 +52,9 @@ struct Options {
     // fail the migration (the source keeps the guest), or take the state
     // and answer ESTALE for that inode.
     bool migration_abort = true;
+    // Same-host migration: lend our fds to the destination / take the
+    // source's (Documentation/migration.rst, "Same-host fast path").
+    bool migration_fast_path = true;
     bool print_capabilities = false;
     bool vhost() const { return !socket_path.empty() || listen_fd >= 0; }
     bool help = false;

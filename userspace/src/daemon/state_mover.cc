@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 namespace holdfast::daemon {
@@ -59,6 +61,45 @@ std::string read_all(int fd, std::vector<uint8_t> &b)
     }
 }
 
+// Takes the fds a source on this host lent (MigrationHandover) out of its
+// process.  Whatever fails leaves those files to be opened by handle.
+std::vector<fdstore::NamedFd> borrow(const state::MigrationHandover &h)
+{
+    std::vector<fdstore::NamedFd> out;
+    Fd pidfd(int(syscall(SYS_pidfd_open, pid_t(h.pid), 0)));
+    if (!pidfd) {
+        LOG_WARN("device state: the source (pid %u) lent its fds, but pidfd_open: %s; opening "
+                 "every file by handle",
+                 h.pid, strerror(errno));
+        return out;
+    }
+    out.reserve(h.fds.size());
+    size_t failed = 0;
+    int first_err = 0;
+    for (const state::LentFd &f : h.fds) {
+        int fd = int(syscall(SYS_pidfd_getfd, pidfd.get(), f.fd, 0));
+        if (fd < 0) {
+            if (!failed++)
+                first_err = errno;
+            if (errno == EPERM || errno == ESRCH)
+                break; // the same for every other one
+            continue;
+        }
+        char name[64];
+        if (f.kind == 'l')
+            snprintf(name, sizeof(name), "l%llu.%llx", (unsigned long long)f.id,
+                     (unsigned long long)f.owner);
+        else
+            snprintf(name, sizeof(name), "%c%llu", f.kind, (unsigned long long)f.id);
+        out.push_back({name, Fd(fd)});
+    }
+    if (failed)
+        LOG_WARN("device state: could not take %zu of the %zu fds the source (pid %u) lent "
+                 "(pidfd_getfd: %s)",
+                 h.fds.size() - out.size(), h.fds.size(), h.pid, strerror(first_err));
+    return out;
+}
+
 } // namespace
 
 StateMover::~StateMover()
@@ -96,9 +137,23 @@ std::string StateMover::transfer(uint32_t direction, int raw_fd)
                    " inodes have no file handle (the shared directory's file system does not "
                    "export them), so no other server can take them";
         }
+        lent_.clear();
+        if (fast_path_) {
+            s.handover = state::MigrationHandover{uint32_t(getpid()), pfs_.lend_fds(lent_)};
+            // pidfd_getfd(2) needs ptrace access: a process that switched
+            // credentials is no longer dumpable, which would deny it.
+            if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+                LOG_WARN("device state: PR_SET_DUMPABLE: %s; a destination on this host "
+                         "opens every file again",
+                         strerror(errno));
+        }
         bytes_ = state::encode(s);
-        LOG_INFO("device state: saving %zu inodes, %zu handles (%zu bytes, snapshot %.2f ms)",
-                 s.inodes.size(), s.handles.size(), bytes_.size(), ms_since(t0));
+        LOG_INFO("device state: saving %zu inodes, %zu handles%s (%zu bytes, snapshot %.2f ms)",
+                 s.inodes.size(), s.handles.size(),
+                 s.handover ? (", lending " + std::to_string(s.handover->fds.size()) + " fds")
+                                  .c_str()
+                            : "",
+                 bytes_.size(), ms_since(t0));
         copier_ = std::thread([this, fd = std::move(fd)]() mutable {
             copy_error_ = write_all(fd.get(), bytes_);
             // Closing is the end-of-state marker.
@@ -133,17 +188,22 @@ std::string StateMover::check()
     e = state::install(s, region_);
     if (!e.empty())
         return "refusing the migrated state: " + e;
+    const bool same_host = s.boot_id == state::host_boot_id();
+    std::vector<fdstore::NamedFd> lent;
+    if (fast_path_ && same_host && s.handover)
+        lent = borrow(*s.handover);
+    const size_t borrowed = lent.size();
+    const double borrow_ms = ms_since(t0);
     size_t unresolved = 0;
-    e = pfs_.take_migrated(strict_, unresolved);
+    e = pfs_.take_migrated(strict_, unresolved, std::move(lent));
     if (!e.empty())
         return "refusing the migrated state: " + e;
     if (h.init.state.load(std::memory_order_acquire) == state::kLive)
         engine_.adopt(load_init(h));
     LOG_INFO("device state: took over %zu inodes (%zu unresolved), %zu handles from %s "
-             "(%zu bytes, %.2f ms)",
-             s.inodes.size(), unresolved, s.handles.size(),
-             s.boot_id == state::host_boot_id() ? "this host" : "another host", bytes_.size(),
-             ms_since(t0));
+             "(%zu bytes, %.2f ms; %zu fds borrowed from the source in %.2f ms, %zu used)",
+             s.inodes.size(), unresolved, s.handles.size(), same_host ? "this host" : "another host",
+             bytes_.size(), ms_since(t0), borrowed, borrow_ms, pfs_.lent_used());
     bytes_.clear();
     bytes_.shrink_to_fit();
     return "";

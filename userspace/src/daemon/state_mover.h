@@ -12,6 +12,7 @@
 #include "state/region.h"
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -21,8 +22,12 @@ namespace holdfast::daemon {
 
 class StateMover {
   public:
-    StateMover(state::Region &region, fs::Passthrough &pfs, fuse::Engine &engine, bool strict)
-        : region_(region), pfs_(pfs), engine_(engine), strict_(strict)
+    // `strict`: a migrated inode that does not resolve fails the load.
+    // `fast_path`: lend our fds to a destination on this host (saving) and
+    // take a source's (loading) instead of opening everything by handle.
+    StateMover(state::Region &region, fs::Passthrough &pfs, fuse::Engine &engine, bool strict,
+               bool fast_path = true)
+        : region_(region), pfs_(pfs), engine_(engine), strict_(strict), fast_path_(fast_path)
     {
     }
     ~StateMover();
@@ -44,6 +49,9 @@ class StateMover {
     fs::Passthrough &pfs_;
     fuse::Engine &engine_;
     const bool strict_;
+    const bool fast_path_;
+    // What keeps the fds we lent open until the next transfer.
+    std::vector<std::shared_ptr<const void>> lent_;
     std::mutex mu_;
     std::thread copier_;
     uint32_t direction_ = 0;

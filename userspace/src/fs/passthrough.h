@@ -11,6 +11,7 @@
 #include "fuse/filesystem.h"
 #include "state/handle_table.h"
 #include "state/inode_table.h"
+#include "state/migration.h"
 #include "state/journal.h"
 #include "util/fd.h"
 
@@ -83,7 +84,17 @@ class Passthrough final : public fuse::Filesystem {
     // as recover() does, then resolve every inode now.  Returns "" or, when
     // `strict`, the first inodes that do not resolve (with `strict` off
     // they stay, and answer ESTALE when used).  `unresolved` gets their count.
-    std::string take_migrated(bool strict, size_t &unresolved);
+    // `lent`: fds a source on this host lent us (named as in the store);
+    // each is used only if it is the file its record names.
+    std::string take_migrated(bool strict, size_t &unresolved,
+                              std::vector<fdstore::NamedFd> lent = {});
+    // The source side of that: the numbers of the fds held for every live
+    // inode but the root, open file and lock owner.  They stay open as long
+    // as `keep` holds what owns them (and no request changes them: the
+    // device is stopped).
+    std::vector<state::LentFd> lend_fds(std::vector<std::shared_ptr<const void>> &keep);
+    // How many lent fds take_migrated() used.
+    size_t lent_used() const { return lent_used_; }
 
     uint64_t init_flags(uint64_t kernel_flags) override;
     void init(const fuse::Negotiated &n) override;
@@ -238,6 +249,7 @@ class Passthrough final : public fuse::Filesystem {
     std::atomic<uint64_t> replayed_{0};
     std::mutex stored_mu_;
     std::unordered_map<std::string, Fd> stored_; // fds handed back by the store
+    size_t lent_used_ = 0;
     Fd root_path_; // until start_fresh()/recover() hands it to the table
     Fd root_rdonly_; // an fd syncfs() accepts (O_PATH fds are refused)
     Fd proc_self_fd_;

@@ -88,9 +88,42 @@ void Passthrough::destroy()
     LOG_INFO("session ended: closed %zu files, forgot %zu inodes", files, nodes);
 }
 
-std::string Passthrough::take_migrated(bool strict, size_t &unresolved)
+std::vector<state::LentFd> Passthrough::lend_fds(std::vector<std::shared_ptr<const void>> &keep)
+{
+    std::vector<state::LentFd> out;
+    for (uint64_t id = state::kRootNodeId + 1; id < inodes_.high(); id++) {
+        if (inodes_.record(id).state.load(std::memory_order_acquire) != state::kLive)
+            continue;
+        auto ino = inodes_.get(id);
+        if (!ino || !ino->fd)
+            continue;
+        out.push_back({'i', ino->fd.get(), id, 0});
+        {
+            std::lock_guard g(ino->lock_mu);
+            for (auto &[owner, lo] : ino->lock_fds)
+                if (lo.fd)
+                    out.push_back({'l', lo.fd.get(), id, owner});
+        }
+        keep.push_back(std::move(ino));
+    }
+    for (uint64_t fh = 1; fh < handles_.high(); fh++) {
+        if (handles_.record(fh).state.load(std::memory_order_acquire) != state::kLive)
+            continue;
+        auto h = handles_.get(fh);
+        if (!h || !h->fd)
+            continue;
+        out.push_back({'h', h->fd.get(), fh, 0});
+        keep.push_back(std::move(h));
+    }
+    return out;
+}
+
+std::string Passthrough::take_migrated(bool strict, size_t &unresolved,
+                                       std::vector<fdstore::NamedFd> lent)
 {
     unresolved = 0;
+    lent_used_ = 0;
+    const size_t lent_count = lent.size();
     // start_fresh() gave the shared directory's fd to the table as node 1;
     // recover() wants it back to check the region against.
     auto root = inodes_.get(state::kRootNodeId);
@@ -100,7 +133,7 @@ std::string Passthrough::take_migrated(bool strict, size_t &unresolved)
     if (!root_path_)
         return std::string("dup of the shared directory: ") + strerror(errno);
     try {
-        recover({});
+        recover(std::move(lent));
     } catch (const std::runtime_error &e) {
         return e.what();
     }
@@ -140,6 +173,13 @@ std::string Passthrough::take_migrated(bool strict, size_t &unresolved)
         LOG_WARN("%zu migrated inodes (node ids %s) and %zu open files do not resolve here: the "
                  "guest gets ESTALE for them",
                  unresolved, which.c_str(), lost_files);
+    {
+        // Everything is resolved: lent fds nobody claimed (their inode or
+        // file did not match) are of no further use.
+        std::lock_guard g(stored_mu_);
+        lent_used_ = lent_count - std::min(lent_count, stored_.size());
+        stored_.clear();
+    }
     return "";
 }
 
@@ -217,6 +257,16 @@ Fd Passthrough::resolve_inode(uint64_t nodeid, const state::InodeRecord &r)
                      (unsigned long long)nodeid);
         return fd;
     }
+    if (Fd fd = take_stored("i" + std::to_string(nodeid))) {
+        // Lent by a migration source on this host: trusted only as far as
+        // it is the file the record names.
+        struct stat st;
+        if (fstat(fd.get(), &st) == 0 && uint64_t(st.st_dev) == r.dev &&
+            uint64_t(st.st_ino) == r.ino)
+            return fd;
+        LOG_WARN("migration: the fd lent for inode %llu is another file; opening it by handle",
+                 (unsigned long long)nodeid);
+    }
     // The record is shared memory a crash may have left half-written:
     // never copy more than the handle buffer holds.
     if (!r.handle_bytes || r.handle_bytes > state::kMaxFileHandle)
@@ -247,9 +297,17 @@ std::shared_ptr<state::Handle> Passthrough::resolve_handle(uint64_t fh, const st
     auto ino = inodes_.get(r.nodeid);
     if (!ino)
         return nullptr;
-    Fd fd;
-    if (r.flags.load(std::memory_order_acquire) & state::kHandleFdStored)
-        fd = take_stored("h" + std::to_string(fh));
+    Fd fd = take_stored("h" + std::to_string(fh));
+    if (fd && !(r.flags.load(std::memory_order_acquire) & state::kHandleFdStored)) {
+        // Lent by a migration source on this host (see resolve_inode()).
+        struct stat st;
+        if (fstat(fd.get(), &st) < 0 || uint64_t(st.st_dev) != ino->dev ||
+            uint64_t(st.st_ino) != ino->ino) {
+            LOG_WARN("migration: the fd lent for fh %llu is another file; reopening it",
+                     (unsigned long long)fh);
+            fd.reset();
+        }
+    }
     if (!fd) {
         // Reopen with the flags it had, minus those that act only at open.
         int flags = int(r.open_flags) & ~(O_CREAT | O_EXCL | O_TRUNC | O_TMPFILE);

@@ -19,6 +19,7 @@ enum Section : uint32_t {
     kSecInit = 2,
     kSecInode = 3,
     kSecHandle = 4,
+    kSecHandover = 5,
     kSecEnd = 0xffffffffu,
 };
 
@@ -28,6 +29,8 @@ constexpr uint32_t kInitLen = 40;
 constexpr uint32_t kInodeFixedLen = 64;
 constexpr uint32_t kHandleLen = 32;
 constexpr uint32_t kEndLen = 8;
+constexpr uint32_t kHandoverFixedLen = 8; // pid, count
+constexpr uint32_t kLentFdLen = 24;
 constexpr uint32_t kKnownInodeFlags = kInodeFdStored;
 
 // FNV-1a: catches truncation and corruption in transit; the stream's
@@ -252,6 +255,20 @@ std::vector<uint8_t> encode(const MigrationState &s)
         w.put(h.nodeid);
         w.put(h.opened_by);
     }
+    if (s.handover) {
+        const auto &fds = s.handover->fds;
+        w.section(kSecHandover, kHandoverFixedLen + kLentFdLen * uint32_t(fds.size()));
+        w.put(s.handover->pid);
+        w.put(uint32_t(fds.size()));
+        for (const LentFd &f : fds) {
+            w.put(uint8_t(f.kind));
+            w.put(uint8_t(0));
+            w.put(uint16_t(0));
+            w.put(f.fd);
+            w.put(f.id);
+            w.put(f.owner);
+        }
+    }
     uint64_t sum = checksum(w.out());
     w.section(kSecEnd, kEndLen);
     w.put(sum);
@@ -366,6 +383,36 @@ std::string decode(std::span<const uint8_t> in, const MigrationLimits &lim, Migr
                 return e;
             prev_fh = h.fh;
             out.handles.push_back(h);
+            break;
+        }
+        case kSecHandover: {
+            if (out.handover)
+                return "state stream has two handover sections";
+            if (len < kHandoverFixedLen)
+                return "handover section of " + std::to_string(len) + " bytes is too short";
+            MigrationHandover hv;
+            hv.pid = r.get<uint32_t>();
+            uint32_t n = r.get<uint32_t>();
+            if (hv.pid == 0 || hv.pid > (1u << 22))
+                return "handover section: pid " + std::to_string(hv.pid);
+            if (uint64_t(n) * kLentFdLen + kHandoverFixedLen != len)
+                return "handover section of " + std::to_string(len) + " bytes for " +
+                       std::to_string(n) + " fds";
+            hv.fds.reserve(n);
+            for (uint32_t i = 0; i < n; i++) {
+                LentFd f;
+                f.kind = char(r.get<uint8_t>());
+                const uint8_t pad8 = r.get<uint8_t>();
+                const uint16_t pad16 = r.get<uint16_t>();
+                f.fd = r.get<int32_t>();
+                f.id = r.get<uint64_t>();
+                f.owner = r.get<uint64_t>();
+                if ((f.kind != 'i' && f.kind != 'h' && f.kind != 'l') || pad8 || pad16 ||
+                    f.fd < 0 || f.id == 0 || (f.kind != 'l' && f.owner))
+                    return "handover section: fd entry " + std::to_string(i) + " is invalid";
+                hv.fds.push_back(f);
+            }
+            out.handover = std::move(hv);
             break;
         }
         case kSecEnd: {

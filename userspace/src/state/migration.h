@@ -15,6 +15,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -52,12 +53,29 @@ struct MigratedHandle {
     uint64_t opened_by = 0;
 };
 
+// Same-host fast path: the source's pid and the numbers of the fds it
+// holds for inodes ('i', id = node id), open files ('h', id = fh) and lock
+// owners ('l', id = node id, owner), which a destination on the same host
+// takes with pidfd_getfd(2) instead of opening everything again
+// (Documentation/migration.rst).  The stream stays complete without it.
+struct LentFd {
+    char kind = 0;
+    int32_t fd = -1;
+    uint64_t id = 0;
+    uint64_t owner = 0;
+};
+struct MigrationHandover {
+    uint32_t pid = 0;
+    std::vector<LentFd> fds;
+};
+
 struct MigrationState {
     std::array<uint8_t, 16> boot_id{}; // the source host's, to tell same-host moves
     uint64_t root_dev = 0, root_ino = 0;
     MigratedInit init;
     std::vector<MigratedInode> inodes; // ascending node ids, root first
     std::vector<MigratedHandle> handles;
+    std::optional<MigrationHandover> handover;
 };
 
 // What a destination can take.
