@@ -6,6 +6,7 @@
 // a bad request must cost exactly one error reply (or none, for no-reply
 // opcodes), never a filesystem call, and never the connection.
 #include "fuse/engine.h"
+#include "quiet_log.h"
 #include "util/log.h"
 
 #include <gtest/gtest.h>
@@ -284,6 +285,20 @@ class FakeFs final : public Filesystem {
     }
     void interrupt(uint64_t unique) override { rec("interrupt", Ctx{}).a = unique; }
 
+    uint64_t window = 0; // dax_window_size()
+    uint64_t dax_window_size() const override { return window; }
+    int setupmapping(const Ctx &c, const fuse_setupmapping_in &in) override {
+        rec("setupmapping", c, in);
+        return result;
+    }
+    int removemapping(const Ctx &c, std::span<const fuse_removemapping_one> v) override {
+        auto &k = rec("removemapping", c);
+        k.a = v.size();
+        auto *b = reinterpret_cast<const std::byte *>(v.data());
+        k.data.assign(b, b + v.size_bytes());
+        return result;
+    }
+
   private:
     Call &rec(const char *op, const Ctx &c) {
         calls.emplace_back();
@@ -373,15 +388,7 @@ class Msg {
     std::vector<std::byte> body_;
 };
 
-// Silences the engine's logging for a scope: malformed input is expected here.
-class QuietLog {
-  public:
-    QuietLog() : old_(log::level()) { log::set_level(static_cast<log::Level>(-1)); }
-    ~QuietLog() { log::set_level(old_); }
-
-  private:
-    log::Level old_;
-};
+using test::QuietLog;
 
 constexpr EngineLimits kLimits{64 * 1024, 16}; // 64 KiB writes, 64 KiB replies
 
@@ -2268,3 +2275,196 @@ TEST(EngineTransportFlags, AcceptedOnlyWhenWantedAndOffered) {
 }
 
 } // namespace
+
+// ---------------------------------------------------------------------------
+// virtio-fs DAX: SETUPMAPPING / REMOVEMAPPING decoding and validation.
+
+constexpr uint64_t kWindow = 64ull << 20;
+
+class DaxEngineTest : public EngineTest {
+  protected:
+    void SetUp() override {
+        fs.window = kWindow;
+        init(kKernelFlags | FUSE_MAP_ALIGNMENT);
+    }
+    static fuse_setupmapping_in setup(uint64_t moffset = 2 << 20, uint64_t len = 2 << 20,
+                                      uint64_t foffset = 4 << 20,
+                                      uint64_t flags = FUSE_SETUPMAPPING_FLAG_READ) {
+        fuse_setupmapping_in in{};
+        in.fh = ~0ull;
+        in.foffset = foffset;
+        in.len = len;
+        in.flags = flags;
+        in.moffset = moffset;
+        return in;
+    }
+    // A refused request: EINVAL, counted as malformed, the filesystem never called.
+    void expect_refused(const Msg &m, const char *what) {
+        uint64_t before = malformed();
+        fs.calls.clear();
+        send(m);
+        EXPECT_EQ(reply.error(), -EINVAL) << what;
+        EXPECT_TRUE(fs.calls.empty()) << what;
+        EXPECT_EQ(malformed(), before + 1) << what;
+        expect_still_serving();
+    }
+    void expect_setup_refused(const fuse_setupmapping_in &in, const char *what) {
+        expect_refused(Msg(FUSE_SETUPMAPPING, 7).in(in), what);
+    }
+    static Msg remove(std::initializer_list<fuse_removemapping_one> ones, int64_t count = -1) {
+        fuse_removemapping_in in{};
+        in.count = count == -1 ? uint32_t(ones.size()) : uint32_t(count);
+        Msg m(FUSE_REMOVEMAPPING, 7);
+        m.in(in);
+        for (const auto &o : ones)
+            m.in(o);
+        return m;
+    }
+};
+
+TEST_F(EngineTest, InitWithoutDaxWindowIgnoresMapAlignment) {
+    send(Msg(FUSE_INIT, 0).in(init_in(7, 40, kKernelFlags | FUSE_MAP_ALIGNMENT)));
+    ASSERT_EQ(reply.error(), 0);
+    auto o = out<fuse_init_out>();
+    EXPECT_FALSE(o.flags & FUSE_MAP_ALIGNMENT);
+    EXPECT_EQ(o.map_alignment, 0);
+}
+
+TEST_F(EngineTest, InitWithDaxWindowAnnouncesPageAlignment) {
+    fs.window = kWindow;
+    send(Msg(FUSE_INIT, 0).in(init_in(7, 40, kKernelFlags | FUSE_MAP_ALIGNMENT)));
+    ASSERT_EQ(reply.error(), 0);
+    auto o = out<fuse_init_out>();
+    EXPECT_TRUE(o.flags & FUSE_MAP_ALIGNMENT);
+    // log2(4096); the kernel refuses more than 21 (its 2 MiB ranges).
+    EXPECT_EQ(o.map_alignment, 12);
+    EXPECT_TRUE(engine.negotiated().has(FUSE_MAP_ALIGNMENT));
+}
+
+TEST_F(EngineTest, InitWithDaxWindowButNoDaxMountSetsNoAlignment) {
+    fs.window = kWindow;
+    send(Msg(FUSE_INIT, 0).in(init_in(7, 40, kKernelFlags)));
+    ASSERT_EQ(reply.error(), 0);
+    auto o = out<fuse_init_out>();
+    EXPECT_FALSE(o.flags & FUSE_MAP_ALIGNMENT);
+    EXPECT_EQ(o.map_alignment, 0);
+}
+
+TEST_F(EngineTest, MappingOpsWithoutWindowAreEnosys) {
+    init();
+    fuse_setupmapping_in in{};
+    send(Msg(FUSE_SETUPMAPPING, 7).in(in));
+    EXPECT_EQ(reply.error(), -ENOSYS);
+    fuse_removemapping_in rin{1};
+    fuse_removemapping_one one{0, 4096};
+    send(Msg(FUSE_REMOVEMAPPING, 7).in(rin).in(one));
+    EXPECT_EQ(reply.error(), -ENOSYS);
+    EXPECT_TRUE(fs.calls.empty());
+    EXPECT_EQ(engine.stats().unknown.load(), 2u);
+}
+
+TEST_F(DaxEngineTest, SetupMappingIsDecoded) {
+    auto in = setup(2 << 20, 2 << 20, 4 << 20,
+                    FUSE_SETUPMAPPING_FLAG_READ | FUSE_SETUPMAPPING_FLAG_WRITE);
+    in.fh = 99;
+    send(Msg(FUSE_SETUPMAPPING, 7).in(in));
+    EXPECT_EQ(reply.error(), 0);
+    EXPECT_EQ(reply.header().len, sizeof(fuse_out_header));
+    const Call &c = one("setupmapping");
+    EXPECT_EQ(c.ctx.nodeid, 7u);
+    auto got = c.in_as<fuse_setupmapping_in>();
+    EXPECT_EQ(got.fh, 99u);
+    EXPECT_EQ(got.foffset, 4u << 20);
+    EXPECT_EQ(got.len, 2u << 20);
+    EXPECT_EQ(got.moffset, 2u << 20);
+    EXPECT_EQ(got.flags, FUSE_SETUPMAPPING_FLAG_READ | FUSE_SETUPMAPPING_FLAG_WRITE);
+}
+
+TEST_F(DaxEngineTest, SetupMappingEdgesThatAreValid) {
+    // One page; the last page of the window; the whole window; the largest
+    // file offset whose range still fits an off_t.
+    for (auto in : {setup(0, 4096, 0), setup(kWindow - 4096, 4096), setup(0, kWindow),
+                    setup(0, 4096, uint64_t(INT64_MAX) - 8191), setup(0, 4096, 0,
+                                                                       FUSE_SETUPMAPPING_FLAG_WRITE)}) {
+        fs.calls.clear();
+        send(Msg(FUSE_SETUPMAPPING, 7).in(in));
+        EXPECT_EQ(reply.error(), 0) << in.moffset << "+" << in.len << " @" << in.foffset;
+        EXPECT_EQ(fs.calls.size(), 1u);
+    }
+}
+
+TEST_F(DaxEngineTest, SetupMappingRefusesHostileArguments) {
+    expect_refused(Msg(FUSE_SETUPMAPPING, 7).part(setup(), sizeof(fuse_setupmapping_in) - 1),
+                   "truncated");
+    expect_refused(Msg(FUSE_SETUPMAPPING, 7), "no argument");
+    expect_setup_refused(setup(0, 4096, 0, 4), "unknown flag");
+    expect_setup_refused(setup(0, 4096, 0, 1ull << 63), "unknown high flag");
+    expect_setup_refused(setup(0, 4096, 0, 0), "no flags");
+    expect_setup_refused(setup(0, 0), "empty");
+    expect_setup_refused(setup(512, 4096), "moffset unaligned");
+    expect_setup_refused(setup(0, 4095), "len unaligned");
+    expect_setup_refused(setup(0, 4096, 100), "foffset unaligned");
+    expect_setup_refused(setup(kWindow, 4096), "starts at the window's end");
+    expect_setup_refused(setup(kWindow - 4096, 8192), "ends past the window");
+    expect_setup_refused(setup(0, kWindow + 4096), "longer than the window");
+    expect_setup_refused(setup(~0ull & ~4095ull, 8192), "moffset + len wraps");
+    expect_setup_refused(setup(4096, ~0ull & ~4095ull), "huge len wraps");
+    expect_setup_refused(setup(0, 4096, uint64_t(INT64_MAX) - 4095), "file range ends past off_t");
+    expect_setup_refused(setup(0, 8192, uint64_t(INT64_MAX) - 8191), "file range past off_t");
+    expect_setup_refused(setup(0, 4096, 1ull << 63), "foffset past off_t");
+    expect_setup_refused(setup(0, 4096, ~0ull & ~4095ull), "foffset + len wraps");
+}
+
+TEST_F(DaxEngineTest, RemoveMappingIsDecoded) {
+    send(remove({{0, 2 << 20}, {6 << 20, 4096}}));
+    EXPECT_EQ(reply.error(), 0);
+    const Call &c = one("removemapping");
+    ASSERT_EQ(c.a, 2u);
+    ASSERT_EQ(c.data.size(), 2 * sizeof(fuse_removemapping_one));
+    fuse_removemapping_one v[2];
+    std::memcpy(v, c.data.data(), sizeof(v));
+    EXPECT_EQ(v[0].moffset, 0u);
+    EXPECT_EQ(v[0].len, 2u << 20);
+    EXPECT_EQ(v[1].moffset, 6u << 20);
+    EXPECT_EQ(v[1].len, 4096u);
+}
+
+TEST_F(DaxEngineTest, RemoveMappingTakesAFullPageOfEntries) {
+    fuse_removemapping_in in{256};
+    Msg m(FUSE_REMOVEMAPPING, 7);
+    m.in(in);
+    for (uint64_t i = 0; i < 256; i++)
+        m.in(fuse_removemapping_one{i * 4096, 4096});
+    send(m);
+    EXPECT_EQ(reply.error(), 0);
+    EXPECT_EQ(one("removemapping").a, 256u);
+}
+
+TEST_F(DaxEngineTest, RemoveMappingRefusesHostileArguments) {
+    fuse_removemapping_in in{1};
+    expect_refused(Msg(FUSE_REMOVEMAPPING, 7), "no header");
+    expect_refused(Msg(FUSE_REMOVEMAPPING, 7).part(in, 3), "truncated header");
+    expect_refused(remove({}, 0), "count 0");
+    expect_refused(remove({{0, 4096}}, 0), "count 0 with an entry");
+    expect_refused(remove({{0, 4096}}, 2), "count larger than the entries");
+    expect_refused(remove({{0, 4096}, {8192, 4096}}, 1), "count smaller than the entries");
+    expect_refused(remove({{0, 4096}}, 0xfffffffe), "count 0xfffffffe");
+    expect_refused(Msg(FUSE_REMOVEMAPPING, 7).in(in).part(fuse_removemapping_one{0, 4096}, 15),
+                   "truncated entry");
+    {
+        fuse_removemapping_in big{257};
+        Msg m(FUSE_REMOVEMAPPING, 7);
+        m.in(big);
+        for (uint64_t i = 0; i < 257; i++)
+            m.in(fuse_removemapping_one{i * 4096, 4096});
+        expect_refused(m, "257 entries");
+    }
+    expect_refused(remove({{0, 0}}), "empty entry");
+    expect_refused(remove({{100, 4096}}), "unaligned moffset");
+    expect_refused(remove({{0, 100}}), "unaligned len");
+    expect_refused(remove({{kWindow, 4096}}), "past the window");
+    expect_refused(remove({{kWindow - 4096, 8192}}), "ends past the window");
+    expect_refused(remove({{~0ull & ~4095ull, 8192}}), "wraps");
+    // One bad entry refuses the request before anything is removed.
+    expect_refused(remove({{0, 4096}, {8192, 4096}, {kWindow, 4096}}), "bad last entry");
+}

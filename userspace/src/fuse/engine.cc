@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "fuse/engine.h"
 
+#include "fuse/dax.h"
+
 #include "util/fault.h"
 #include "util/log.h"
 
 #include <cerrno>
 #include <climits>
 #include <linux/limits.h>
+#include <vector>
 
 namespace holdfast::fuse {
 
@@ -117,6 +120,10 @@ int Engine::do_init(const Request &req, Reply &out)
     if (kflags & FUSE_INIT_EXT)
         kflags |= uint64_t(in.flags2) << 32;
     uint64_t want = (kAlwaysFlags | fs_.init_flags(kflags) | limits_.extra_flags) & kflags;
+    // A guest mounted with dax asks for our alignment; without a window we
+    // leave the flag off and it never maps anything.
+    if (fs_.dax_window_size())
+        want |= kflags & FUSE_MAP_ALIGNMENT;
 
     std::unique_lock neg_lock(neg_mu_);
     neg_.major = 7;
@@ -143,6 +150,10 @@ int Engine::do_init(const Request &req, Reply &out)
     // that file is served without passthrough.
     if (want & kPassthrough)
         o.unused[0] = kPassthroughStackDepth;
+    // log2 of the alignment of SETUPMAPPING/REMOVEMAPPING offsets; the
+    // kernel refuses more than its 2 MiB range size (FUSE_DAX_SHIFT).
+    if (want & FUSE_MAP_ALIGNMENT)
+        o.map_alignment = kDaxPageShift;
     fs_.init(neg_);
     neg_.done = true;
     neg_lock.unlock();
@@ -152,6 +163,21 @@ int Engine::do_init(const Request &req, Reply &out)
              in.minor, neg_.minor, (unsigned long long)want,
              (kflags & kHasResend) ? "yes" : "no");
     return 0;
+}
+
+int Engine::unimplemented(uint32_t op)
+{
+    stats_.unknown.fetch_add(1, std::memory_order_relaxed);
+    LOG_DBG("opcode %u (%s) not implemented", op, opcode_name(op) ? opcode_name(op) : "unknown");
+    return -ENOSYS;
+}
+
+int Engine::bad_mapping(const Ctx &ctx, const char *what, const char *why)
+{
+    stats_.malformed.fetch_add(1, std::memory_order_relaxed);
+    LOG_WARN("%s refused (unique %#llx, node %llu): %s", what, (unsigned long long)ctx.unique,
+             (unsigned long long)ctx.nodeid, why);
+    return -EINVAL;
 }
 
 #define NEED(expr)                                                                                 \
@@ -438,16 +464,42 @@ int Engine::dispatch(const Request &req, Reply &out)
             NEED(a.read(in));
             return fs_.syncfs(ctx);
         }
+        case FUSE_SETUPMAPPING: {
+            const uint64_t window = fs_.dax_window_size();
+            if (!window)
+                return unimplemented(op);
+            fuse_setupmapping_in in;
+            NEED(a.read(in));
+            if (const char *why = check_setupmapping(in, window))
+                return bad_mapping(ctx, "SETUPMAPPING", why);
+            return fs_.setupmapping(ctx, in);
+        }
+        case FUSE_REMOVEMAPPING: {
+            const uint64_t window = fs_.dax_window_size();
+            if (!window)
+                return unimplemented(op);
+            fuse_removemapping_in in;
+            NEED(a.read(in));
+            // The kernel sends exactly `count` entries, at most a page of them.
+            if (in.count == 0 || in.count > kRemoveMappingMax)
+                return bad_mapping(ctx, "REMOVEMAPPING", "entry count out of range");
+            if (a.remaining() != size_t(in.count) * sizeof(fuse_removemapping_one))
+                return bad_mapping(ctx, "REMOVEMAPPING", "entry count does not match the length");
+            std::vector<fuse_removemapping_one> v(in.count);
+            for (auto &one : v) {
+                a.read(one);
+                if (const char *why = check_window_range(one.moffset, one.len, window))
+                    return bad_mapping(ctx, "REMOVEMAPPING", why);
+            }
+            return fs_.removemapping(ctx, v);
+        }
         case FUSE_NOTIFY_REPLY:
             // We never send NOTIFY_RETRIEVE, so there is nothing to match.
             out.suppress();
             return 0;
         default:
-            // IOCTL, POLL, BMAP, SETUPMAPPING, REMOVEMAPPING and anything newer.
-            stats_.unknown.fetch_add(1, std::memory_order_relaxed);
-            LOG_DBG("opcode %u (%s) not implemented", op,
-                    opcode_name(op) ? opcode_name(op) : "unknown");
-            return -ENOSYS;
+            // IOCTL, POLL, BMAP and anything newer.
+            return unimplemented(op);
         }
     } catch (const NameTooLong &) {
         return -ENAMETOOLONG;

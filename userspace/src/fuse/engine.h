@@ -74,6 +74,9 @@ class Engine {
   private:
     int dispatch(const Request &req, Reply &out);
     int do_init(const Request &req, Reply &out);
+    int unimplemented(uint32_t op);
+    // A mapping request that fails validation: counted, logged, EINVAL.
+    int bad_mapping(const Ctx &ctx, const char *what, const char *why);
 
     Filesystem &fs_;
     EngineLimits limits_;

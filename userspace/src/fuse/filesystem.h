@@ -7,6 +7,7 @@
 #include "fuse/abi.h"
 #include "fuse/request.h"
 
+#include <cerrno>
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -111,6 +112,18 @@ class Filesystem {
 
     // The kernel asks to interrupt request `unique` (which may be done already).
     virtual void interrupt(uint64_t unique) { (void)unique; }
+
+    // virtio-fs DAX (fuse/dax.h): the window's size, 0 without one (the
+    // engine then answers SETUPMAPPING and REMOVEMAPPING with ENOSYS and
+    // never negotiates FUSE_MAP_ALIGNMENT).  The engine has checked
+    // flags, alignment, overflow and the window's bounds; the entries of a
+    // REMOVEMAPPING are all checked before the first one is handed over.
+    virtual uint64_t dax_window_size() const { return 0; }
+    virtual int setupmapping(const Ctx &, const fuse_setupmapping_in &) { return -ENOSYS; }
+    virtual int removemapping(const Ctx &, std::span<const fuse_removemapping_one>)
+    {
+        return -ENOSYS;
+    }
 };
 
 } // namespace holdfast::fuse
