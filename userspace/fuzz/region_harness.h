@@ -21,6 +21,7 @@
 #include "sandbox.h"
 
 #include "fs/passthrough.h"
+#include "state/dax_table.h"
 #include "state/handle_table.h"
 #include "state/inode_table.h"
 #include "state/journal.h"
@@ -82,7 +83,15 @@ class RegionHarness {
         g.inode_capacity = 16;
         g.handle_capacity = 8;
         g.journal_capacity = 4;
+        g.dax_window = 4ull << 20; // appended after every other table
         state::Region region = state::Region::create(g);
+        {
+            // DAX mappings: live, pending (a crash before the ack), freed.
+            state::DaxTable dax(region);
+            dax.publish(uint64_t(dax.begin_map(0, 2 << 20, 2, 0, false)));
+            dax.begin_map(2 << 20, 4096, 3, 1 << 20, true);
+            dax.release(uint64_t(dax.begin_map(3 << 20, 8192, 2, 0, false)));
+        }
         {
             state::InodeTable inodes(region);
             state::HandleTable handles(region);
@@ -191,6 +200,8 @@ class RegionHarness {
         try {
             state::Region r = state::Region::attach(std::move(memfd));
             std::string err = check_layout(r);
+            if (err.empty())
+                err = check_dax(r);
             if (!err.empty())
                 return err;
             return recover(r, via_fs);
@@ -221,6 +232,38 @@ class RegionHarness {
         if (h.inode_capacity < 2 || h.inode_high.load() > h.inode_capacity ||
             h.handle_high.load() > h.handle_capacity || h.journal_capacity == 0)
             return "Region::attach accepted capacities or high-water marks out of range";
+        return "";
+    }
+
+    // The DAX area Region::attach accepted lies inside the region; the
+    // records DaxTable::recover() accepts (it throws for the rest) are
+    // inside the window and do not overlap; the table then still works.
+    static std::string check_dax(state::Region &r)
+    {
+        const auto &h = r.header();
+        if (!h.dax_offset)
+            return "";
+        using u128 = unsigned __int128;
+        state::DaxTable t(r);
+        if (!t.valid())
+            return "a region with a DAX offset has no DAX table";
+        const u128 end = u128(h.dax_offset) + sizeof(state::DaxArea) +
+                         u128(t.capacity()) * sizeof(state::DaxRecord);
+        if (end > r.size() || h.dax_offset + h.dax_bytes > r.size())
+            return "Region::attach accepted a DAX table that ends past the region";
+        t.recover(h.inode_capacity);
+        uint64_t prev_end = 0;
+        for (const auto &m : t.all()) {
+            if (m.win_offset < prev_end || m.len == 0 || m.win_offset + m.len > t.window() ||
+                m.nodeid == 0 || m.nodeid >= h.inode_capacity)
+                return "DaxTable::recover accepted record " + std::to_string(m.slot);
+            prev_end = m.win_offset + m.len;
+        }
+        for (const auto &m : t.overlapping(0, 4096))
+            t.release(m.slot);
+        int64_t s = t.begin_map(0, 4096, 1, 0, false);
+        if (s >= 0)
+            t.release(uint64_t(s));
         return "";
     }
 

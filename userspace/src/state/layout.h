@@ -134,6 +134,51 @@ struct UringEntryRecord {
 };
 static_assert(sizeof(UringEntryRecord) == 32);
 
+// virtio-fs DAX mappings: what the guest has mapped into its device's DAX
+// window through us (FUSE_SETUPMAPPING), so that a successor can unmap it.
+// A DaxArea at RegionHeader.dax_offset, then `capacity` DaxRecords.
+// Added within layout version 1 (dax_offset 0: a region without the
+// table); the area has a version of its own.
+constexpr uint64_t kDaxMagic = 0x3158414454534648ULL; // "HFSTDAX1" little-endian
+constexpr uint32_t kDaxVersion = 1;
+constexpr uint32_t kDaxPageShift = 12;         // 4 KiB pages
+constexpr uint64_t kDaxBlock = 2ULL << 20;     // a window is made of these
+constexpr uint64_t kDaxMaxWindow = 1ULL << 40; // 1 TiB
+
+struct DaxArea {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t record_size;
+    uint64_t window_size; // bytes in the window the records describe
+    uint64_t capacity;    // records
+    uint32_t page_shift;  // offsets and lengths are multiples of 1 << this
+    uint32_t pad;
+    std::atomic<uint64_t> high; // every record at or above this was never used
+    uint64_t reserved[2];
+};
+static_assert(sizeof(DaxArea) == 64);
+
+// A record's state.  Pending and unmapping are uncertain: the request went
+// to the front-end and no answer was seen, so the range may be mapped or
+// not; whoever touches such a range next unmaps it first.
+enum DaxState : uint32_t {
+    kDaxFree = 0,
+    kDaxLive = 1,      // mapped (the front-end acknowledged SHMEM_MAP)
+    kDaxPending = 2,   // SHMEM_MAP sent, not acknowledged
+    kDaxUnmapping = 3, // SHMEM_UNMAP sent, not acknowledged
+};
+enum DaxFlags : uint32_t { kDaxWritable = 1u << 0 };
+
+struct DaxRecord {
+    std::atomic<uint32_t> state; // DaxState
+    uint32_t flags;              // DaxFlags
+    uint64_t win_offset;         // where in the window
+    uint64_t len;                // bytes
+    uint64_t nodeid;             // the inode mapped (its slot in the inode table)
+    uint64_t file_offset;        // the file offset mapped at win_offset
+};
+static_assert(sizeof(DaxRecord) == 40);
+
 struct RegionHeader {
     uint64_t magic;
     uint32_t version;
@@ -164,7 +209,10 @@ struct RegionHeader {
     uint64_t uring_capacity;
     uint32_t uring_record_size;
     uint32_t pad2;
-    uint64_t reserved[4];
+    // DAX mapping table (added within layout version 1; 0: none).
+    uint64_t dax_offset;
+    uint64_t dax_bytes; // the DaxArea and its records
+    uint64_t reserved[2];
 };
 static_assert(sizeof(RegionHeader) == 256);
 

@@ -26,7 +26,10 @@ Region Region::create(const Geometry &g)
     size_t handle_off = align_up(inode_off + g.inode_capacity * sizeof(InodeRecord), 4096);
     size_t journal_off = align_up(handle_off + g.handle_capacity * sizeof(HandleRecord), 4096);
     size_t uring_off = align_up(journal_off + g.journal_capacity * sizeof(JournalRecord), 4096);
-    size_t size = align_up(uring_off + g.uring_capacity * sizeof(UringEntryRecord), 4096);
+    size_t dax_off = align_up(uring_off + g.uring_capacity * sizeof(UringEntryRecord), 4096);
+    size_t dax_bytes =
+        g.dax_window ? sizeof(DaxArea) + dax_capacity(g.dax_window) * sizeof(DaxRecord) : 0;
+    size_t size = align_up(dax_off + dax_bytes, 4096);
 
     Fd fd(memfd_create("holdfast-state", MFD_CLOEXEC | MFD_ALLOW_SEALING));
     if (!fd)
@@ -60,6 +63,18 @@ Region Region::create(const Geometry &g)
         h.uring_offset = uring_off;
         h.uring_capacity = g.uring_capacity;
         h.uring_record_size = sizeof(UringEntryRecord);
+    }
+    if (g.dax_window) {
+        h.dax_offset = dax_off;
+        h.dax_bytes = dax_bytes;
+        DaxArea *a = r.dax_area();
+        a->magic = kDaxMagic;
+        a->version = kDaxVersion;
+        a->record_size = sizeof(DaxRecord);
+        a->window_size = g.dax_window;
+        a->capacity = dax_capacity(g.dax_window);
+        a->page_shift = kDaxPageShift;
+        a->high.store(0, std::memory_order_relaxed);
     }
     h.inode_high.store(2, std::memory_order_relaxed);
     h.handle_high.store(1, std::memory_order_relaxed);
@@ -116,6 +131,30 @@ Region Region::attach(Fd fd)
          !table_ok(h.uring_offset, h.uring_capacity, sizeof(UringEntryRecord),
                    h.journal_offset + h.journal_capacity * sizeof(JournalRecord))))
         throw bad("io_uring entry table out of bounds");
+    // The DAX table is optional too; its records are checked by
+    // DaxTable::recover().
+    if (h.dax_offset != 0) {
+        uint64_t after = h.uring_offset
+                             ? h.uring_offset + h.uring_capacity * sizeof(UringEntryRecord)
+                             : h.journal_offset + h.journal_capacity * sizeof(JournalRecord);
+        if (h.dax_offset % 4096 || h.dax_offset < after || h.dax_offset > size ||
+            h.dax_bytes < sizeof(DaxArea) || h.dax_bytes > size - h.dax_offset)
+            throw bad("DAX table out of bounds");
+        const DaxArea &a = *r.dax_area();
+        if (a.magic != kDaxMagic)
+            throw bad("DAX table has a bad magic");
+        if (a.version != kDaxVersion || a.record_size != sizeof(DaxRecord) ||
+            a.page_shift != kDaxPageShift)
+            throw bad("DAX table version " + std::to_string(a.version) + " (record size " +
+                      std::to_string(a.record_size) + ", page shift " +
+                      std::to_string(a.page_shift) + ") is not this server's");
+        if (a.window_size == 0 || a.window_size % kDaxBlock || a.window_size > kDaxMaxWindow)
+            throw bad("DAX window size " + std::to_string(a.window_size) + " is invalid");
+        if (a.capacity == 0 || a.capacity > (h.dax_bytes - sizeof(DaxArea)) / sizeof(DaxRecord))
+            throw bad("DAX table capacity does not fit its area");
+        if (a.high.load(std::memory_order_acquire) > a.capacity)
+            throw bad("DAX table high-water mark out of range");
+    }
     uint64_t ihigh = h.inode_high.load(std::memory_order_acquire);
     uint64_t hhigh = h.handle_high.load(std::memory_order_acquire);
     if (ihigh < 2 || ihigh > h.inode_capacity || hhigh < 1 || hhigh > h.handle_capacity)
@@ -158,6 +197,19 @@ UringEntryRecord *Region::uring_entries()
     if (!header().uring_offset)
         return nullptr;
     return reinterpret_cast<UringEntryRecord *>(static_cast<char *>(base_) + header().uring_offset);
+}
+
+uint64_t Region::dax_capacity(uint64_t window)
+{
+    uint64_t n = window / (64 * 1024);
+    return n < 32 ? 32 : n;
+}
+
+DaxArea *Region::dax_area()
+{
+    if (!header().dax_offset)
+        return nullptr;
+    return reinterpret_cast<DaxArea *>(static_cast<char *>(base_) + header().dax_offset);
 }
 
 HandleRecord *Region::handles()

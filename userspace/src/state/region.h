@@ -19,7 +19,13 @@ class Region {
         // FUSE-over-io_uring entry records: queues x depth of them are
         // used (2 CPUs x 8 by default); 0 makes a region without the table.
         uint64_t uring_capacity = 4096;
+        // virtio-fs DAX window in bytes (a multiple of 2 MiB): a mapping
+        // table for it (DaxTable); 0 makes a region without one.
+        uint64_t dax_window = 0;
     };
+    // DAX mapping records for a window of `window` bytes: one per 64 KiB
+    // (the Linux guest maps 2 MiB at a time), at least 32.
+    static uint64_t dax_capacity(uint64_t window);
 
     // A new, empty region.  Pages are only touched as slots are used, so a
     // large capacity costs address space, not memory.
@@ -41,6 +47,8 @@ class Region {
     JournalRecord *journal();
     // The ring entry table, or nullptr in a region made without one.
     UringEntryRecord *uring_entries();
+    // The DAX area (records follow it), or nullptr in a region without one.
+    DaxArea *dax_area();
     int memfd() const { return fd_.get(); }
     size_t size() const { return size_; }
 
