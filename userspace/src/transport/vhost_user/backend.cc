@@ -17,6 +17,10 @@ Backend::Backend(BackendConfig c) : cfg_(c)
         cfg_.protocol_features |= kPDeviceState;
     else
         cfg_.protocol_features &= ~kPDeviceState;
+    if (cfg_.dax_channel && cfg_.dax_channel->size())
+        cfg_.protocol_features |= kPBackendReq | kPShmem;
+    else
+        cfg_.protocol_features &= ~(kPBackendReq | kPShmem);
 }
 
 Backend::~Backend() { shutdown(); }
@@ -57,6 +61,7 @@ bool has_own_reply(uint32_t req)
     case kSetDeviceStateFd:
     case kCheckDeviceState:
     case kSetLogBase:
+    case kGetShmemConfig:
         return true;
     default:
         return false;
@@ -313,6 +318,23 @@ std::string Backend::handle_locked(Message &m, Response &resp, bool &replied)
         if (!e.empty())
             LOG_ERR("device state transfer failed: %s", e.c_str());
         resp.bytes = reply_u64(m.request, e.empty() ? 0 : 1);
+        return "";
+    }
+
+    case kSetBackendReqFd: {
+        if (!(protocol_ & kPBackendReq))
+            return "SET_BACKEND_REQ_FD without the BACKEND_REQ protocol feature";
+        cfg_.dax_channel->attach(Fd(take_fd(m, 0)), protocol_ & kPReplyAck);
+        return "";
+    }
+
+    case kGetShmemConfig: {
+        if (!(protocol_ & kPShmem))
+            return "GET_SHMEM_CONFIG without the SHMEM protocol feature";
+        ShmemConfig c{};
+        c.nregions = 1;
+        c.memory_sizes[kDaxShmid] = cfg_.dax_channel->size();
+        resp.bytes = reply_bytes(m.request, &c, sizeof(c));
         return "";
     }
 

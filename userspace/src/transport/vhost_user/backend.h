@@ -5,6 +5,7 @@
 // no socket I/O and knows nothing of what the queues carry.
 #pragma once
 
+#include "transport/vhost_user/backend_channel.h"
 #include "transport/vhost_user/inflight.h"
 #include "transport/vhost_user/memory.h"
 #include "transport/vhost_user/protocol.h"
@@ -35,6 +36,11 @@ struct BackendConfig {
     // through (and, loading, is installed).
     std::function<std::string(uint32_t direction, int fd)> state_transfer;
     std::function<std::string()> state_check;
+    // The virtio-fs DAX window (shared memory region 0), when there is
+    // one: BACKEND_REQ and SHMEM are offered, SET_BACKEND_REQ_FD attaches
+    // the channel, GET_SHMEM_CONFIG reports the window's size.  The channel
+    // outlives the connection; the caller detaches it when it ends.
+    BackendChannel *dax_channel = nullptr;
 };
 
 // What the caller sends back for one message.

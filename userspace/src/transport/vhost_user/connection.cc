@@ -102,7 +102,8 @@ int read_message(int sock, MsgHeader &hdr, std::vector<uint8_t> &payload, std::v
     return 1;
 }
 
-bool send_message(int sock, const std::vector<uint8_t> &bytes, int fd, std::string &err)
+bool send_message(int sock, const std::vector<uint8_t> &bytes, int fd, std::string &err,
+                  size_t *sent_out)
 {
     alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))];
     iovec iov{const_cast<uint8_t *>(bytes.data()), bytes.size()};
@@ -125,7 +126,11 @@ bool send_message(int sock, const std::vector<uint8_t> &bytes, int fd, std::stri
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            err = std::string("sendmsg: ") + strerror(errno);
+            int e = errno;
+            err = std::string("sendmsg: ") + strerror(e);
+            if (sent_out)
+                *sent_out = sent;
+            errno = e;
             return false;
         }
         sent += size_t(n);

@@ -17,6 +17,10 @@ int read_message(int sock, MsgHeader &hdr, std::vector<uint8_t> &payload, std::v
                  std::string &err);
 
 // Sends `bytes` (one whole message), with `fd` attached unless it is -1.
-bool send_message(int sock, const std::vector<uint8_t> &bytes, int fd, std::string &err);
+// On failure errno is sendmsg's and `sent`, if given, says how many bytes
+// went out before it (on a non-blocking socket: 0 means none, so the
+// stream is still in step).
+bool send_message(int sock, const std::vector<uint8_t> &bytes, int fd, std::string &err,
+                  size_t *sent = nullptr);
 
 } // namespace holdfast::vhost

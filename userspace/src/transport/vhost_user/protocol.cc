@@ -44,6 +44,7 @@ const char *request_name(uint32_t req)
     case kGetStatus: return "GET_STATUS";
     case kSetDeviceStateFd: return "SET_DEVICE_STATE_FD";
     case kCheckDeviceState: return "CHECK_DEVICE_STATE";
+    case kGetShmemConfig: return "GET_SHMEM_CONFIG";
     default: return "UNKNOWN";
     }
 }
@@ -107,6 +108,7 @@ std::string parse(const MsgHeader &hdr, std::span<const uint8_t> p, std::span<co
     case kResetDevice:
     case kGetStatus:
     case kCheckDeviceState:
+    case kGetShmemConfig:
         // Some front-ends send a u64 of zero with requests that have none.
         if (p.size() != 0 && p.size() != 8)
             return sz(request_name(hdr.request), p.size());

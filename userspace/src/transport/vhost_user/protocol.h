@@ -56,6 +56,7 @@ enum Request : uint32_t {
     kGetStatus = 40,
     kSetDeviceStateFd = 42,
     kCheckDeviceState = 43,
+    kGetShmemConfig = 44,
     kMaxRequest = 64,
 };
 const char *request_name(uint32_t req);
@@ -86,6 +87,7 @@ constexpr uint64_t kPInbandNotifications = 1ull << 14;
 constexpr uint64_t kPConfigureMemSlots = 1ull << 15;
 constexpr uint64_t kPStatus = 1ull << 16;
 constexpr uint64_t kPDeviceState = 1ull << 19;
+constexpr uint64_t kPShmem = 1ull << 20; // VIRTIO shared memory regions (SHMEM_MAP/UNMAP)
 
 // Limits.
 constexpr size_t kMaxFds = 8;             // SCM_RIGHTS per message (spec)
@@ -147,6 +149,14 @@ struct ConfigHeader {
     uint32_t size;
     uint32_t flags;
 };
+// GET_SHMEM_CONFIG's reply: the size of each VIRTIO shared memory region,
+// indexed by shmid; `nregions` counts the non-zero ones.
+constexpr size_t kMaxShmemRegions = 256;
+struct ShmemConfig {
+    uint32_t nregions;
+    uint32_t padding;
+    uint64_t memory_sizes[kMaxShmemRegions];
+};
 #pragma pack(pop)
 
 // SET_DEVICE_STATE_FD
@@ -160,6 +170,7 @@ static_assert(sizeof(MsgHeader) == 12);
 static_assert(sizeof(VringAddr) == 40);
 static_assert(sizeof(MemRegionDesc) == 32);
 static_assert(sizeof(InflightDesc) == 20);
+static_assert(sizeof(ShmemConfig) == 2056);
 
 // One validated message.  Only the fields its request uses are meaningful.
 struct Message {
