@@ -46,6 +46,7 @@ enum {
     kMigrationOnError,
     kMigrationFastPath,
     kPrintCaps,
+    kDaxWindow,
     kHelp,
     kVersion,
 };
@@ -60,6 +61,46 @@ bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t &out)
     if (errno || *end || v < min || v > max)
         return false;
     out = v;
+    return true;
+}
+// A size: digits, then nothing (bytes) or K, M, G, T (binary multiples).
+bool parse_size(const char *s, uint64_t &out)
+{
+    if (!*s || *s < '0' || *s > '9')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return false;
+    unsigned shift = 0;
+    if (*end) {
+        switch (*end) {
+        case 'k':
+        case 'K':
+            shift = 10;
+            break;
+        case 'm':
+        case 'M':
+            shift = 20;
+            break;
+        case 'g':
+        case 'G':
+            shift = 30;
+            break;
+        case 't':
+        case 'T':
+            shift = 40;
+            break;
+        default:
+            return false;
+        }
+        if (end[1])
+            return false;
+    }
+    if (v > (~0ULL >> shift))
+        return false;
+    out = uint64_t(v) << shift;
     return true;
 }
 } // namespace
@@ -112,6 +153,9 @@ const char *usage()
            "                            same-host migration: the destination takes the\n"
            "                            source's open fds instead of opening every file\n"
            "                            again (default: on)\n"
+           "  --dax-window SIZE         vhost-user mode: the virtio-fs DAX window (the\n"
+           "                            device's cache size), a multiple of 2M up to 1T,\n"
+           "                            K/M/G/T suffixes; 0 (default): no DAX\n"
            "  --print-capabilities      print the vhost-user back-end capabilities (JSON)\n"
            "  --thread-pool-size N      worker threads, 1..1024 (default: CPUs, at least 2)\n"
            "  --cache MODE              auto|always|never|metadata (default: auto)\n"
@@ -182,6 +226,7 @@ std::string parse(int argc, char **argv, Options &out)
         {"migration-on-error", required_argument, nullptr, kMigrationOnError},
         {"migration-fast-path", required_argument, nullptr, kMigrationFastPath},
         {"print-capabilities", no_argument, nullptr, kPrintCaps},
+        {"dax-window", required_argument, nullptr, kDaxWindow},
         {"help", no_argument, nullptr, kHelp},
         {"version", no_argument, nullptr, kVersion},
         {nullptr, 0, nullptr, 0},
@@ -369,6 +414,17 @@ std::string parse(int argc, char **argv, Options &out)
             else
                 return std::string("--migration-fast-path: '") + optarg + "' is not on or off";
             break;
+        case kDaxWindow:
+            if (!parse_size(optarg, v))
+                return std::string("--dax-window: '") + optarg +
+                       "' is not a size (a number, optionally followed by K, M, G or T)";
+            if (v % (2ULL << 20))
+                return std::string("--dax-window: '") + optarg +
+                       "' is not a multiple of 2M (the guest maps 2 MiB ranges)";
+            if (v > (1ULL << 40))
+                return std::string("--dax-window: '") + optarg + "' is larger than 1T";
+            out.dax_window = v;
+            break;
         case kPrintCaps:
             out.print_capabilities = true;
             return "";
@@ -407,6 +463,8 @@ std::string parse(int argc, char **argv, Options &out)
     if (!out.vhost() && (out.reconnect || !out.qmp_socket.empty() || !out.qmp_device.empty()))
         return "--reconnect, --qmp-socket and --qmp-device are for vhost-user mode "
                "(--socket-path/--fd)";
+    if (!out.vhost() && out.dax_window)
+        return "--dax-window is for vhost-user mode (--socket-path/--fd)";
     if (out.qmp_socket.empty() != out.qmp_device.empty())
         return "--qmp-socket and --qmp-device go together";
     if (!out.qmp_socket.empty())

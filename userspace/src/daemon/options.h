@@ -55,6 +55,10 @@ struct Options {
     // Same-host migration: lend our fds to the destination / take the
     // source's (Documentation/migration.rst, "Same-host fast path").
     bool migration_fast_path = true;
+    // virtio-fs DAX window in bytes (a multiple of 2 MiB): offer the
+    // back-end request channel and SHMEM, serve SETUPMAPPING/REMOVEMAPPING.
+    // 0: no DAX.
+    uint64_t dax_window = 0;
     bool print_capabilities = false;
     bool vhost() const { return !socket_path.empty() || listen_fd >= 0; }
     bool help = false;

@@ -12,11 +12,13 @@
 #include "fuse/abi.h"
 #include "fuse/engine.h"
 #include "fuse/opcodes.h"
+#include "state/dax_table.h"
 #include "state/handle_table.h"
 #include "state/inode_table.h"
 #include "state/journal.h"
 #include "state/region.h"
 #include "transport/vhost_user/backend.h"
+#include "transport/vhost_user/backend_channel.h"
 #include "transport/vhost_user/connection.h"
 #include "util/log.h"
 
@@ -223,10 +225,11 @@ struct Served {
 // `agent`, if any, reports while we serve (its re-plug made this
 // connection: its verdict arrives after the device_add).
 Ended serve_connection(const Options &o, Fd conn, int sigfd, int listen_fd, ReplugAgent *agent,
-                       fuse::Engine &engine, StateMover &mover, Served &total, bool &stuck,
-                       int &signo)
+                       fuse::Engine &engine, StateMover &mover, vhost::BackendChannel *dax,
+                       Served &total, bool &stuck, int &signo)
 {
     vhost::BackendConfig cfg;
+    cfg.dax_channel = dax;
     cfg.max_queues = 1 + o.max_request_queues;
     cfg.state_transfer = [&](uint32_t dir, int fd) { return mover.transfer(dir, fd); };
     cfg.state_check = [&] { return mover.check(); };
@@ -317,6 +320,9 @@ Ended serve_connection(const Options &o, Fd conn, int sigfd, int listen_fd, Repl
         }
     }
     conn.reset();
+    // Its back-end channel goes with it (a request in flight on it fails).
+    if (dax)
+        dax->detach();
 
     // Replies still being computed go nowhere: the guest re-sends those
     // requests to the next device (FUSE_UNIQUE_RESEND) and the journal
@@ -457,7 +463,8 @@ int serve_vhost(const Options &o)
         if (!attach_region(std::move(memfd), region, generation))
             return fdstore::kExitNoRestart;
     } else {
-        region.emplace(state::Region::create({o.max_inodes, o.max_handles, 1024}));
+        region.emplace(
+            state::Region::create({o.max_inodes, o.max_handles, 1024, 4096, o.dax_window}));
     }
     state::InodeTable inodes(*region);
     state::HandleTable handles(*region);
@@ -469,6 +476,35 @@ int serve_vhost(const Options &o)
     if (o.recovery && notifier.available())
         rec.store = &notifier;
     fs::Passthrough pfs(opts.fs, inodes, handles, rec);
+    // The DAX mapping table is checked whatever the options say, and used
+    // with --dax-window.
+    state::DaxTable dax_table(*region);
+    std::unique_ptr<vhost::BackendChannel> dax_channel;
+    if (dax_table.valid()) {
+        try {
+            dax_table.recover(region->header().inode_capacity);
+        } catch (const std::runtime_error &e) {
+            fprintf(stderr, "holdfastd: %s\n", e.what());
+            return fdstore::kExitNoRestart;
+        }
+    }
+    if (o.dax_window) {
+        if (!dax_table.valid()) {
+            LOG_WARN("--dax-window: the state region comes from a server without DAX and has "
+                     "no mapping table: no DAX until the region is made afresh");
+        } else if (dax_table.window() != o.dax_window) {
+            fprintf(stderr,
+                    "holdfastd: --dax-window %llu: the state region's DAX mappings are for a "
+                    "window of %llu bytes\n",
+                    (unsigned long long)o.dax_window, (unsigned long long)dax_table.window());
+            return fdstore::kExitNoRestart;
+        } else {
+            dax_channel = std::make_unique<vhost::BackendChannel>(o.dax_window);
+            pfs.set_dax(dax_channel.get(), &dax_table);
+            if (dax_table.used())
+                LOG_INFO("DAX: %zu mappings from the previous server", dax_table.used());
+        }
+    }
     // The device outlives the guest's kernel: a reboot or a remount
     // starts a new FUSE session on it.
     fuse::EngineLimits limits;
@@ -535,6 +571,9 @@ int serve_vhost(const Options &o)
                  n.done ? ("7." + std::to_string(n.minor)).c_str() : "not yet",
                  double(mono_ns() - t_start) / 1e6, restarts);
     }
+    if (dax_channel)
+        LOG_INFO("DAX window of %llu MiB (map alignment %u)",
+                 (unsigned long long)(o.dax_window >> 20), 1u << fuse::kDaxPageShift);
     LOG_INFO("vhost-user-fs: serving %s on %s (sandbox %s, seccomp %s, cache=%s%s%s%s%s)",
              o.fs.shared_dir.c_str(), o.socket_path.empty() ? "--fd" : o.socket_path.c_str(),
              o.sandbox.c_str(), o.sandbox == "none" ? "none" : o.seccomp.c_str(),
@@ -603,7 +642,8 @@ int serve_vhost(const Options &o)
         bool stuck = false;
         int signo = 0;
         Ended how = serve_connection(o, std::move(conn), sigfd.get(), lis.fd.get(),
-                                     agent ? &*agent : nullptr, engine, mover, total, stuck, signo);
+                                     agent ? &*agent : nullptr, engine, mover, dax_channel.get(),
+                                     total, stuck, signo);
         if (how == Ended::signal)
             break;
         if (how == Ended::idle) {

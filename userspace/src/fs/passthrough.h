@@ -8,7 +8,9 @@
 #include "fdstore/client.h"
 #include "fs/backing_ids.h"
 #include "fuse/backing.h"
+#include "fuse/dax.h"
 #include "fuse/filesystem.h"
+#include "state/dax_table.h"
 #include "state/handle_table.h"
 #include "state/inode_table.h"
 #include "state/migration.h"
@@ -155,6 +157,23 @@ class Passthrough final : public fuse::Filesystem {
     int setlk(const fuse::Ctx &, const fuse_lk_in &, bool wait) override;
     void interrupt(uint64_t unique) override;
 
+    // virtio-fs DAX (fs/dax.cc): the transport's window and the region's
+    // mapping table, set before INIT (or adopt()).  Without both,
+    // SETUPMAPPING and REMOVEMAPPING stay ENOSYS.
+    void set_dax(fuse::DaxWindow *w, state::DaxTable *t)
+    {
+        dax_ = w;
+        dax_table_ = t;
+    }
+    uint64_t dax_window_size() const override;
+    int setupmapping(const fuse::Ctx &, const fuse_setupmapping_in &) override;
+    int removemapping(const fuse::Ctx &, std::span<const fuse_removemapping_one>) override;
+    // The session that mapped them is over: unmaps every range the table
+    // holds; what the front-end does not confirm stays, uncertain.
+    void dax_drop_all();
+    // Mappings in the table (live or uncertain).
+    size_t dax_mappings() const;
+
     // The transport's way to register backing files for kernel
     // passthrough; before INIT (or adopt()).  Without it (vhost-user) no
     // file is passed through.
@@ -262,6 +281,12 @@ class Passthrough final : public fuse::Filesystem {
     std::atomic<bool> backing_refused_{false}; // logged once
     std::atomic<uint64_t> pt_opens_{0};
     std::atomic<bool> no_file_handles_{false};
+
+    // Unmaps one record; 0 when the range is not mapped any more.
+    int dax_unmap(const state::DaxMapping &m);
+    fuse::DaxWindow *dax_ = nullptr;
+    state::DaxTable *dax_table_ = nullptr;
+    mutable std::mutex dax_mu_; // the table, and one window request at a time
 };
 
 } // namespace holdfast::fs

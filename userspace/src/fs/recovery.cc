@@ -60,6 +60,8 @@ void Passthrough::drop_crashed_backing(const state::JournalEntry &e)
 
 void Passthrough::destroy()
 {
+    // The guest's kernel let go of its mappings with everything else.
+    dax_drop_all();
     size_t files = 0, nodes = 0;
     for (uint64_t fh = 1; fh < handles_.high(); fh++) {
         const state::HandleRecord &hr = handles_.record(fh);
