@@ -65,7 +65,7 @@ if [ -x "$bin" ]; then
 	exit 0
 fi
 for d in "$CACHE"/*/.build; do
-	[ -d "$d" ] && rm -rf "$d"
+	[ -d "$d" ] && rm -rf "$d" && rmdir --ignore-fail-on-non-empty "${d%/.build}"
 done
 
 # 1. Build dependencies (a minimal list, not build-dep).
