@@ -17,8 +17,10 @@
 # back-end that serves no FUSE but maps a memfd into the window (bad
 # requests refused, the file seen by the guest read-write and read-only,
 # a write through the read-only mapping kept private, UNMAP back to
-# zeroes); and on the host that QEMU refuses a cache-size that is not a
-# power of two.
+# zeroes); then a device with a window unplugged and plugged again (QMP);
+# and on the host that QEMU refuses a cache-size that is not a
+# power of two, or that differs from the window size a back-end reports
+# (GET_SHMEM_CONFIG).
 #
 # Reading a file through DAX needs FUSE_SETUPMAPPING in the back-end
 # (SHMEM_MAP); its outcome is printed as "# info", not judged.
@@ -77,14 +79,37 @@ trap 'exit 130' INT TERM
 	{ cat "$W/initramfs.log" >&2; bail "initramfs build failed"; }
 echo "# dax-smoke: QEMU $QEMU, kernel $(basename "$vmlinuz")"
 
-# boot NAME CACHE_SIZE [map]: one guest against its own holdfastd, or
-# with "map" against dax-backend.py --map (its TAP lines count too).
+# replug NAME SIZE: when the guest asks, unplug fs0 and plug a new one on
+# the same chardev (dax-backend.py answers whatever comes on it).
+replug() {
+	local qmp=$W/$1/qmp.sock t
+	for t in $(seq 1 240); do
+		grep -q DAX-READY-UNPLUG "$W/$1/serial.log" 2>/dev/null && break
+		kill -0 "$qpid" 2>/dev/null || return
+		sleep 0.5
+	done
+	if t=$(python3 "$root/scripts/vm/qmp.py" "$qmp" unplug fs0 30 2>&1); then
+		ok "$1: device_del fs0 (DEVICE_DELETED after ${t}s)"
+	else
+		notok "$1: device_del fs0: $t"
+	fi
+	if t=$(python3 "$root/scripts/vm/qmp.py" "$qmp" exec device_add \
+		"{\"driver\": \"vhost-user-fs-pci\", \"id\": \"fs0\", \"chardev\": \"c0\", \"tag\": \"dax\", \"cache-size\": $2}" 2>&1); then
+		ok "$1: device_add fs0 with cache-size again"
+	else
+		notok "$1: device_add fs0 with cache-size again: $t"
+	fi
+}
+
+# boot NAME CACHE_SIZE [map|plug]: one guest against its own holdfastd, or
+# against dax-backend.py (--map with "map"; its TAP lines count too).
 boot() {
 	local name=$1 size=$2 mode=${3:-} dir=$W/$1/share sock=$W/$1/fs.sock t0 rc drc
 	mkdir -p "$dir"
 	echo "hello from the host" >"$dir/hello.txt"
-	if [ "$mode" = map ]; then
-		python3 "$here/dax-backend.py" "$sock" --map >"$W/$name/backend.tap" 2>"$W/$name/backend.log" &
+	if [ "$mode" = map ] || [ "$mode" = plug ]; then
+		python3 "$here/dax-backend.py" "$sock" --shmem-size "$size" $([ "$mode" = map ] && echo --map) \
+			>"$W/$name/backend.tap" 2>"$W/$name/backend.log" &
 	else
 		"$HOLDFASTD" --shared-dir "$dir" --socket-path "$sock" >"$W/$name/backend.log" 2>&1 &
 	fi
@@ -97,10 +122,12 @@ boot() {
 		-kernel "$vmlinuz" -initrd "$W/initrd.gz" \
 		-append "console=ttyS0 loglevel=4 panic=-1 no_timer_check iomem=relaxed dax.tag=dax dax.size=$size dax.mode=$mode" \
 		-display none -nodefaults -no-reboot -serial "file:$W/$name/serial.log" \
+		-qmp "unix:$W/$name/qmp.sock,server=on,wait=off" \
 		-chardev "socket,id=c0,path=$sock" \
 		-device "vhost-user-fs-pci,id=fs0,chardev=c0,tag=dax,cache-size=$size" \
 		>"$W/$name/qemu.log" 2>&1 &
 	qpid=$!
+	[ "$mode" = plug ] && replug "$name" "$size"
 	while kill -0 "$qpid" 2>/dev/null && [ $(($(date +%s) - t0)) -lt "$TIMEOUT" ]; do sleep 0.5; done
 	if kill -0 "$qpid" 2>/dev/null; then
 		echo "# $name: VM still running after ${TIMEOUT}s: stopping it"
@@ -118,10 +145,10 @@ boot() {
 	[ "${HF_VM_SERIAL:-0}" = 1 ] && sed "s/^/# $name serial: /" "$W/$name/serial.log"
 	echo "# $name: cache-size=$size, QEMU exit $rc after $(($(date +%s) - t0)) s, back-end exit $drc"
 	sed "s/^/# $name qemu: /" "$W/$name/qemu.log"
-	[ "$mode" = map ] && sed "s/^/# $name back-end: /" "$W/$name/backend.log"
+	[ -n "$mode" ] && sed "s/^/# $name back-end: /" "$W/$name/backend.log"
 	# The guest's (and back-end's) verdicts, renumbered into ours.
 	{ tr -d '\r' <"$W/$name/serial.log" | sed -n 's/^DAX: //p'
-	  [ "$mode" = map ] && cat "$W/$name/backend.tap"; } >"$W/$name/results"
+	  [ -n "$mode" ] && cat "$W/$name/backend.tap"; } >"$W/$name/results"
 	while IFS= read -r l; do
 		case $l in
 		"ok "*) ok "$name: $(echo "$l" | cut -d' ' -f3-)" ;;
@@ -141,6 +168,7 @@ boot() {
 boot dax $SIZE
 boot nodax 0
 boot map $SIZE map
+boot plug $SIZE plug
 
 # Realize checks cache-size before it talks to the back-end.
 if out=$(timeout 20 "$QEMU" -S -machine pc -nodefaults -display none -chardev null,id=c0 \
@@ -153,6 +181,28 @@ else
 	*) notok "QEMU refuses cache-size=3M (not a power of two)" ;;
 	esac
 fi
+
+# A back-end whose GET_SHMEM_CONFIG names another window size fails realize.
+mkdir -p "$W/config"
+python3 "$here/dax-backend.py" "$W/config/fs.sock" --shmem-size $((32 << 20)) \
+	>"$W/config/backend.tap" 2>&1 &
+dpid=$!
+for _ in $(seq 1 100); do [ -S "$W/config/fs.sock" ] && break; sleep 0.05; done
+out=$(timeout 20 "$QEMU" -S -machine pc -nodefaults -display none \
+	-object memory-backend-memfd,id=mem,size=256M,share=on -m 256M -machine memory-backend=mem \
+	-chardev "socket,id=c0,path=$W/config/fs.sock" \
+	-device vhost-user-fs-pci,chardev=c0,tag=x,cache-size=64M 2>&1 </dev/null)
+rc=$?
+kill "$dpid" 2>/dev/null
+wait "$dpid" 2>/dev/null
+dpid=
+echo "# qemu: $out"
+case $rc:$out in
+0:* | 124:*) notok "QEMU refuses cache-size=64M against a back-end with a 32M window (status $rc)" ;;
+*"DAX window is 33554432 bytes but cache-size is 67108864"*)
+	ok "QEMU refuses cache-size=64M against a back-end with a 32M window (GET_SHMEM_CONFIG)" ;;
+*) notok "QEMU refuses cache-size=64M against a back-end with a 32M window (other error)" ;;
+esac
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
