@@ -23,7 +23,9 @@
 # (GET_SHMEM_CONFIG).
 #
 # Reading a file through DAX needs FUSE_SETUPMAPPING in the back-end
-# (SHMEM_MAP); its outcome is printed as "# info", not judged.
+# (SHMEM_MAP): with a holdfastd that has --dax-window, it is given the
+# window and the guest's read and write through DAX are checked (the
+# write on the host too); with an older one they are only shown.
 #
 #   selftests/vm/dax-smoke.sh
 #
@@ -104,14 +106,22 @@ replug() {
 # boot NAME CACHE_SIZE [map|plug]: one guest against its own holdfastd, or
 # against dax-backend.py (--map with "map"; its TAP lines count too).
 boot() {
-	local name=$1 size=$2 mode=${3:-} dir=$W/$1/share sock=$W/$1/fs.sock t0 rc drc
+	local name=$1 size=$2 mode=${3:-} dir=$W/$1/share sock=$W/$1/fs.sock t0 rc drc serve=0
+	local window=()
 	mkdir -p "$dir"
 	echo "hello from the host" >"$dir/hello.txt"
 	if [ "$mode" = map ] || [ "$mode" = plug ]; then
 		python3 "$here/dax-backend.py" "$sock" --shmem-size "$size" $([ "$mode" = map ] && echo --map) \
 			>"$W/$name/backend.tap" 2>"$W/$name/backend.log" &
 	else
-		"$HOLDFASTD" --shared-dir "$dir" --socket-path "$sock" >"$W/$name/backend.log" 2>&1 &
+		# A holdfastd with DAX (--dax-window) serves the window: then the
+		# guest's reads and writes through it are checked too.
+		if [ "$size" != 0 ] && "$HOLDFASTD" --help 2>&1 | grep -q -- --dax-window; then
+			window=(--dax-window "$size")
+			serve=1
+		fi
+		"$HOLDFASTD" --shared-dir "$dir" --socket-path "$sock" "${window[@]}" \
+			>"$W/$name/backend.log" 2>&1 &
 	fi
 	dpid=$!
 	for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.05; done
@@ -120,7 +130,7 @@ boot() {
 	"$QEMU" -accel tcg,thread=multi -m 1G \
 		-object memory-backend-memfd,id=mem,size=1G,share=on -machine pc,memory-backend=mem \
 		-kernel "$vmlinuz" -initrd "$W/initrd.gz" \
-		-append "console=ttyS0 loglevel=4 panic=-1 no_timer_check iomem=relaxed dax.tag=dax dax.size=$size dax.mode=$mode" \
+		-append "console=ttyS0 loglevel=4 panic=-1 no_timer_check iomem=relaxed dax.tag=dax dax.size=$size dax.mode=$mode dax.serve=$serve" \
 		-display none -nodefaults -no-reboot -serial "file:$W/$name/serial.log" \
 		-qmp "unix:$W/$name/qmp.sock,server=on,wait=off" \
 		-chardev "socket,id=c0,path=$sock" \
@@ -163,6 +173,19 @@ boot() {
 		tail -n 30 "$W/$name/serial.log" | sed "s/^/# $name serial: /"
 	fi
 	if [ "$rc" = 0 ]; then ok "$name: QEMU exited cleanly"; else notok "$name: QEMU exited cleanly (status $rc)"; fi
+	[ -z "$mode" ] && grep -E 'by opcode|SHMEM|DAX window' "$W/$name/backend.log" | sed "s/^/# $name holdfastd: /"
+	if [ $serve = 1 ]; then
+		if grep 'by opcode' "$W/$name/backend.log" | grep -q ' SETUPMAPPING=[1-9]'; then
+			ok "$name: holdfastd answered FUSE_SETUPMAPPING (the guest used the window)"
+		else
+			notok "$name: holdfastd answered FUSE_SETUPMAPPING (the guest used the window)"
+		fi
+		if [ "$(cat "$dir/hello.txt")" = "HELLO from the host" ]; then
+			ok "$name: the guest's write through DAX is in the host file"
+		else
+			notok "$name: the guest's write through DAX is in the host file ($(head -c 40 "$dir/hello.txt"))"
+		fi
+	fi
 }
 
 boot dax $SIZE
