@@ -6,7 +6,9 @@ QEMU's DAX window (qemu/patches/10.0) for selftests/vm/dax-smoke.sh.
     dax-backend.py SOCKET [--shmem-size N] [--map]
 
 Listens on SOCKET, speaks just enough vhost-user for QEMU to realize and
-start the device (REPLY_ACK, BACKEND_REQ and SHMEM offered), answers
+start the device (REPLY_ACK, BACKEND_REQ and SHMEM offered; LOG_ALL and
+LOG_SHMFD too, though it logs nothing, so that QEMU blocks migration only
+for the window's sake), answers
 GET_SHMEM_CONFIG (44) with N for region 0 (default: 0, no opinion), and
 with --map, once the guest driver started the device, talks to QEMU on
 the back-end channel:
@@ -43,7 +45,8 @@ BACKEND_SHMEM_MAP, BACKEND_SHMEM_UNMAP = 9, 10
 
 VIRTIO_F_VERSION_1 = 1 << 32
 VHOST_USER_F_PROTOCOL_FEATURES = 1 << 30
-P_REPLY_ACK, P_BACKEND_REQ, P_SHMEM = 1 << 3, 1 << 5, 1 << 20
+VHOST_F_LOG_ALL = 1 << 26
+P_LOG_SHMFD, P_REPLY_ACK, P_BACKEND_REQ, P_SHMEM = 1 << 1, 1 << 3, 1 << 5, 1 << 20
 
 MMAP = struct.Struct("<B7xQQQQ")  # shmid, fd_offset, shm_offset, len, flags
 M = 1 << 20
@@ -166,9 +169,12 @@ def main():
             body += c
         reply = None
         if req == GET_FEATURES:
-            reply = struct.pack("<Q", VIRTIO_F_VERSION_1 | VHOST_USER_F_PROTOCOL_FEATURES)
+            # LOG_ALL and LOG_SHMFD only so that QEMU's other migration
+            # blockers stay away (dax-smoke.sh checks the window's).
+            reply = struct.pack("<Q", VIRTIO_F_VERSION_1 | VHOST_USER_F_PROTOCOL_FEATURES |
+                                VHOST_F_LOG_ALL)
         elif req == GET_PROTOCOL_FEATURES:
-            reply = struct.pack("<Q", P_REPLY_ACK | P_BACKEND_REQ | P_SHMEM)
+            reply = struct.pack("<Q", P_LOG_SHMFD | P_REPLY_ACK | P_BACKEND_REQ | P_SHMEM)
         elif req == GET_VRING_BASE:
             reply = body[:4] + struct.pack("<I", 0)
         elif req == GET_SHMEM_CONFIG:

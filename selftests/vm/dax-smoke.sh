@@ -20,7 +20,7 @@
 # zeroes); then a device with a window unplugged and plugged again (QMP);
 # and on the host that QEMU refuses a cache-size that is not a
 # power of two, or that differs from the window size a back-end reports
-# (GET_SHMEM_CONFIG).
+# (GET_SHMEM_CONFIG), and to migrate a device with a window.
 #
 # Reading a file through DAX needs FUSE_SETUPMAPPING in the back-end
 # (SHMEM_MAP): with a holdfastd that has --dax-window, it is given the
@@ -225,6 +225,31 @@ case $rc:$out in
 *"DAX window is 33554432 bytes but cache-size is 67108864"*)
 	ok "QEMU refuses cache-size=64M against a back-end with a 32M window (GET_SHMEM_CONFIG)" ;;
 *) notok "QEMU refuses cache-size=64M against a back-end with a 32M window (other error)" ;;
+esac
+
+# A device with a window blocks migration (the mappings cannot travel).
+mkdir -p "$W/mig"
+python3 "$here/dax-backend.py" "$W/mig/fs.sock" --shmem-size $SIZE >"$W/mig/backend.tap" 2>&1 &
+dpid=$!
+for _ in $(seq 1 100); do [ -S "$W/mig/fs.sock" ] && break; sleep 0.05; done
+"$QEMU" -S -machine pc -nodefaults -display none \
+	-object memory-backend-memfd,id=mem,size=256M,share=on -m 256M -machine memory-backend=mem \
+	-chardev "socket,id=c0,path=$W/mig/fs.sock" -qmp "unix:$W/mig/qmp.sock,server=on,wait=off" \
+	-device vhost-user-fs-pci,chardev=c0,tag=x,cache-size=64M >"$W/mig/qemu.log" 2>&1 </dev/null &
+qpid=$!
+for _ in $(seq 1 100); do [ -S "$W/mig/qmp.sock" ] && break; sleep 0.05; done
+out=$(python3 "$root/scripts/vm/qmp.py" "$W/mig/qmp.sock" exec migrate '{"uri": "exec:cat >/dev/null"}' 2>&1)
+rc=$?
+python3 "$root/scripts/vm/qmp.py" "$W/mig/qmp.sock" exec quit >/dev/null 2>&1
+wait "$qpid" 2>/dev/null
+qpid=
+kill "$dpid" 2>/dev/null
+wait "$dpid" 2>/dev/null
+dpid=
+echo "# qmp migrate: ${out:-succeeded}"
+case $rc:$out in
+1:*"DAX window (cache-size) cannot migrate"*) ok "QEMU refuses to migrate a device with a window" ;;
+*) notok "QEMU refuses to migrate a device with a window (status $rc)" ;;
 esac
 
 echo "$pass passed, $fail failed"
