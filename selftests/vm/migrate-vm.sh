@@ -9,7 +9,8 @@
 # checks every byte afterwards.  Ends with "N passed, N failed".
 #
 #   selftests/vm/migrate-vm.sh [--kernel 6.12|6.1] [--inodes N] [--hops N]
-#                              [--refuse] [--keep] [--backend holdfastd|virtiofsd]
+#                              [--refuse] [--find-paths] [--keep]
+#                              [--backend holdfastd|virtiofsd]
 #                              [-- BACKEND-ARGS...]
 #
 #   --hops N     migrations in a row, each to a new QEMU and back-end
@@ -18,6 +19,13 @@
 #                the state, and the source resume the guest and finish
 #   --inodes N   the host puts N files in pre/, which the guest stats before
 #                the migration, so the back-end knows N more inodes
+#   --find-paths the destination serves a copy of the directory on another
+#                file system (an overlay of it), where the source's file
+#                handles mean nothing: both back-ends run with
+#                --migration-mode find-paths --migration-on-error
+#                guest-error; every file is found by its path but the
+#                open-but-deleted one, which the guest must see fail alone
+#                (ESTALE).  One hop.
 #   --backend virtiofsd  the same run over HF_VM_VIRTIOFSD
 #                (scripts/bench/build-virtiofsd.sh prints it), for comparison
 #
@@ -40,6 +48,7 @@ backend=holdfastd
 timeout=400
 hops=2
 refuse=0
+findpaths=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--kernel) series=$2; shift 2 ;;
@@ -49,11 +58,17 @@ while [ $# -gt 0 ]; do
 	--timeout) timeout=$2; shift 2 ;;
 	--hops) hops=$2; shift 2 ;;
 	--refuse) refuse=1; hops=1; shift ;;
+	--find-paths) findpaths=1; hops=1; shift ;;
 	--) shift; break ;;
 	*) echo "migrate-vm: unknown option $1" >&2; exit 2 ;;
 	esac
 done
 bargs=("$@")
+append="console=ttyS0 loglevel=4 panic=-1 no_timer_check"
+if [ "$findpaths" = 1 ]; then
+	bargs+=(--migration-mode find-paths --migration-on-error guest-error)
+	append+=" hf.deleted_lost"
+fi
 
 pass=0
 fail=0
@@ -87,6 +102,7 @@ cleanup() {
 	sleep 0.5
 	for p in "${qpids[@]}" "${bpids[@]}"; do kill -9 "$p" 2>/dev/null; done
 	wait 2>/dev/null
+	mountpoint -q "$W/merged" 2>/dev/null && umount "$W/merged"
 	if [ "$keep" = 1 ]; then echo "migrate-vm: kept $W" >&2; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
@@ -129,7 +145,7 @@ start_qemu() { # NAME SOCKET [ARGS...]
 	shift 2
 	"$QEMU" -accel tcg,thread=multi -m 512M \
 		-object memory-backend-memfd,id=mem,size=512M,share=on -machine pc,memory-backend=mem \
-		-kernel "$vmlinuz" -initrd "$initrd" -append "console=ttyS0 loglevel=4 panic=-1 no_timer_check" \
+		-kernel "$vmlinuz" -initrd "$initrd" -append "$append" \
 		-display none -nodefaults -no-reboot -serial "file:$W/$name-serial.log" \
 		-qmp "unix:$W/$name-qmp.sock,server=on,wait=off" \
 		-chardev "socket,id=c0,path=$sock" \
@@ -183,6 +199,13 @@ for ((h = 1; h <= hops; h++)); do
 		share=$W/other
 		start_backend "h$h" "$W/h$h.sock"
 		share=$share_saved
+	elif [ "$findpaths" = 1 ]; then
+		# The same files on another file system: an overlay over them.
+		mkdir -p "$W/up" "$W/wk" "$W/merged"
+		mount -t overlay overlay -o "lowerdir=$share,upperdir=$W/up,workdir=$W/wk" "$W/merged" ||
+			die "cannot mount an overlay for --find-paths"
+		share=$W/merged
+		start_backend "h$h" "$W/h$h.sock"
 	else
 		start_backend "h$h" "$W/h$h.sock"
 	fi
@@ -258,7 +281,19 @@ if [ "$backend" = holdfastd ] && [ "$refuse" = 0 ]; then
 		# unless told not to; either way it must say how many it used.
 		line=$(grep -h "device state: took over" "$W/h$h.log" | tail -1)
 		borrowed=$(sed -n 's/.* \([0-9]*\) fds borrowed from the source.*/\1/p' <<<"$line")
-		used=$(sed -n 's/.* ms, \([0-9]*\) used).*/\1/p' <<<"$line")
+		used=$(sed -n 's/.* ms, \([0-9]*\) used;.*/\1/p' <<<"$line")
+		bypath=$(sed -n 's/.* \([0-9]*\) found by path).*/\1/p' <<<"$line")
+		unresolved=$(sed -n 's/.*inodes (\([0-9]*\) unresolved).*/\1/p' <<<"$line")
+		if [ "$findpaths" = 1 ]; then
+			# Everything by path, but the deleted file, which has none.
+			if [ "${bypath:-0}" -gt 0 ] && [ "${unresolved:-x}" = 1 ] &&
+				[ "${borrowed:-x}" = 0 ]; then
+				ok "hop $h: find-paths: $bypath inodes found by path, the deleted file not"
+			else
+				notok "hop $h: find-paths: '${bypath:-?}' by path, '${unresolved:-?}' unresolved, '${borrowed:-?}' fds borrowed"
+			fi
+			continue
+		fi
 		case " ${bargs[*]} " in
 		*" --migration-fast-path off "*)
 			if [ "${borrowed:-x}" = 0 ]; then

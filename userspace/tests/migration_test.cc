@@ -332,6 +332,49 @@ TEST(Migration, OtherDirectoryOrUsedDestinationIsRefused)
     EXPECT_NE("", install(s, used));
 }
 
+TEST(Migration, PathsRoundTripAndLetAnotherRootTakeTheState)
+{
+    Region src = source();
+    MigrationState st = snapshot(src);
+    st.paths = {{2, "dir"}, {3, "dir/file"}, {6, "a link"}};
+    MigrationState s;
+    ASSERT_EQ("", decode(encode(st), limits(), s));
+    ASSERT_EQ(s.paths.size(), 3u);
+    EXPECT_EQ(s.paths[1].path, "dir/file");
+
+    // A copy of the directory elsewhere: our root stays, the rest goes in.
+    Region other = region();
+    put_inode(other, kRootNodeId, S_IFDIR, 555, 1, 0);
+    ASSERT_EQ("", install(s, other));
+    EXPECT_EQ(other.inodes()[kRootNodeId].ino, 555u);
+    EXPECT_EQ(kLive, other.inodes()[3].state.load());
+    EXPECT_EQ(other.inodes()[3].ino, 102u) << "the source's until found by path";
+}
+
+TEST(Migration, BadPathsAreRefused)
+{
+    for (const char *p : {"", "/abs", "a/", "a//b", ".", "..", "a/../b", "./a", "a/."})
+        EXPECT_FALSE(valid_migrated_path(p)) << p;
+    for (const char *p : {"a", "a/b", "..a", "a..", "a b/c", ".hidden"})
+        EXPECT_TRUE(valid_migrated_path(p)) << p;
+    EXPECT_FALSE(valid_migrated_path(std::string("a\0b", 3)));
+    EXPECT_FALSE(valid_migrated_path(std::string(kMaxMigratedPath + 1, 'x')));
+
+    Region src = source();
+    const MigrationState good = snapshot(src);
+    auto with = [&](std::vector<MigratedPath> p) {
+        MigrationState st = good;
+        st.paths = std::move(p);
+        return decode_state(st);
+    };
+    EXPECT_EQ("", with({{3, "f"}, {5, "g"}}));
+    EXPECT_NE("", with({{3, "../escape"}}));
+    EXPECT_NE("", with({{5, "g"}, {3, "f"}})) << "out of order";
+    EXPECT_NE("", with({{3, "f"}, {3, "g"}})) << "twice";
+    EXPECT_NE("", with({{4, "f"}})) << "no inode 4";
+    EXPECT_NE("", with({{kRootNodeId, "f"}})) << "the root has no path";
+}
+
 TEST(Migration, BootIdIsThisHosts)
 {
     std::array<uint8_t, 16> zero{};

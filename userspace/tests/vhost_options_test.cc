@@ -154,3 +154,25 @@ TEST(MigrationOptions, FastPathDefaultsOnAndParses)
         EXPECT_NE(m.find("--migration-fast-path"), std::string::npos) << bad << ": " << m;
     }
 }
+
+TEST(MigrationOptions, ModeParses)
+{
+    Options o;
+    EXPECT_EQ(run({"--shared-dir", "/s", "--socket-path", "/r/s.sock"}, o), "");
+    EXPECT_FALSE(o.migration_find_paths);
+    EXPECT_EQ(run({"--shared-dir", "/s", "--socket-path", "/r/s.sock", "--migration-mode",
+                   "find-paths"},
+                  o),
+              "");
+    EXPECT_TRUE(o.migration_find_paths);
+    EXPECT_EQ(run({"--shared-dir", "/s", "--socket-path", "/r/s.sock",
+                   "--migration-mode=file-handles"},
+                  o),
+              "");
+    EXPECT_FALSE(o.migration_find_paths);
+    for (const char *bad : {"", "paths", "find_paths", "FILE-HANDLES"}) {
+        std::string m = run(
+            {"--shared-dir", "/s", "--socket-path", "/r/s.sock", "--migration-mode", bad}, o);
+        EXPECT_NE(m.find("--migration-mode"), std::string::npos) << bad << ": " << m;
+    }
+}

@@ -45,6 +45,7 @@ enum {
     kQmpDevice,
     kMigrationOnError,
     kMigrationFastPath,
+    kMigrationMode,
     kPrintCaps,
     kDaxWindow,
     kHelp,
@@ -153,6 +154,10 @@ const char *usage()
            "                            same-host migration: the destination takes the\n"
            "                            source's open fds instead of opening every file\n"
            "                            again (default: on)\n"
+           "  --migration-mode file-handles|find-paths\n"
+           "                            migration source: file handles only (default), or\n"
+           "                            every inode's path too, for a destination on\n"
+           "                            another host or file system\n"
            "  --dax-window SIZE         vhost-user mode: the virtio-fs DAX window (the\n"
            "                            device's cache size), a multiple of 2M up to 1T,\n"
            "                            K/M/G/T suffixes; 0 (default): no DAX\n"
@@ -225,6 +230,7 @@ std::string parse(int argc, char **argv, Options &out)
         {"qmp-device", required_argument, nullptr, kQmpDevice},
         {"migration-on-error", required_argument, nullptr, kMigrationOnError},
         {"migration-fast-path", required_argument, nullptr, kMigrationFastPath},
+        {"migration-mode", required_argument, nullptr, kMigrationMode},
         {"print-capabilities", no_argument, nullptr, kPrintCaps},
         {"dax-window", required_argument, nullptr, kDaxWindow},
         {"help", no_argument, nullptr, kHelp},
@@ -413,6 +419,15 @@ std::string parse(int argc, char **argv, Options &out)
                 out.migration_fast_path = false;
             else
                 return std::string("--migration-fast-path: '") + optarg + "' is not on or off";
+            break;
+        case kMigrationMode:
+            if (strcmp(optarg, "file-handles") == 0)
+                out.migration_find_paths = false;
+            else if (strcmp(optarg, "find-paths") == 0)
+                out.migration_find_paths = true;
+            else
+                return std::string("--migration-mode: '") + optarg +
+                       "' is not file-handles or find-paths";
             break;
         case kDaxWindow:
             if (!parse_size(optarg, v))

@@ -55,6 +55,9 @@ struct Options {
     // Same-host migration: lend our fds to the destination / take the
     // source's (Documentation/migration.rst, "Same-host fast path").
     bool migration_fast_path = true;
+    // --migration-mode find-paths: send every inode's path too, for a
+    // destination whose file handles mean nothing (another host).
+    bool migration_find_paths = false;
     // virtio-fs DAX window in bytes (a multiple of 2 MiB): offer the
     // back-end request channel and SHMEM, serve SETUPMAPPING/REMOVEMAPPING.
     // 0: no DAX.

@@ -154,8 +154,9 @@ const int kAllowed[] = {
     SYS_sched_yield, SYS_sched_getaffinity, SYS_membarrier, SYS_restart_syscall,
     SYS_access, SYS_faccessat, SYS_faccessat2, SYS_signalfd4, SYS_madvise, SYS_uname,
     SYS_sysinfo, SYS_getrusage, SYS_getrlimit, SYS_prlimit64, SYS_ioctl, SYS_mincore,
-    // Same-host migration: taking the fds a source lent (daemon/state_mover.cc).
-    SYS_pidfd_open, SYS_pidfd_getfd,
+    // Migration: taking the fds a source lent (daemon/state_mover.cc), and
+    // finding its files by path, never out of the shared directory.
+    SYS_pidfd_open, SYS_pidfd_getfd, SYS_openat2,
 };
 
 void on_sigsys(int, siginfo_t *si, void *)

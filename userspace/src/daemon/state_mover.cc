@@ -124,13 +124,26 @@ std::string StateMover::transfer(uint32_t direction, int raw_fd)
     if (direction == vhost::kStateSave) {
         const auto t0 = std::chrono::steady_clock::now();
         state::MigrationState s = state::snapshot(region_);
-        // An inode without a file handle lives only in this process (an
-        // fd we hold): the destination could never open it.  Refusing now
-        // fails the migration while the guest still runs here.
+        size_t pathless = 0;
+        if (find_paths_)
+            s.paths = pfs_.inode_paths(pathless);
+        // An inode without a file handle (or, with find-paths, a path)
+        // lives only in this process (an fd we hold): no destination could
+        // open it.  Refusing now fails the migration while the guest still
+        // runs here.
         size_t homeless = 0;
-        for (const auto &n : s.inodes)
-            if (n.nodeid != state::kRootNodeId && n.handle.empty())
+        size_t pi = 0;
+        for (const auto &n : s.inodes) {
+            while (pi < s.paths.size() && s.paths[pi].nodeid < n.nodeid)
+                pi++;
+            const bool has_path = pi < s.paths.size() && s.paths[pi].nodeid == n.nodeid;
+            if (n.nodeid != state::kRootNodeId && n.handle.empty() && !has_path)
                 homeless++;
+        }
+        if (pathless)
+            LOG_WARN("device state: %zu inodes have no path (unlinked, or outside the shared "
+                     "directory): a destination on another file system cannot find them",
+                     pathless);
         if (homeless && strict_) {
             pending_ = false;
             return std::to_string(homeless) +
@@ -185,25 +198,30 @@ std::string StateMover::check()
     std::string e = state::decode(bytes_, {h.inode_capacity, h.handle_capacity}, s);
     if (!e.empty())
         return "refusing the migrated state: " + e;
+    const state::InodeRecord &root = region_.inodes()[state::kRootNodeId];
+    const bool same_root = root.dev == s.root_dev && root.ino == s.root_ino;
     e = state::install(s, region_);
     if (!e.empty())
         return "refusing the migrated state: " + e;
     const bool same_host = s.boot_id == state::host_boot_id();
     std::vector<fdstore::NamedFd> lent;
-    if (fast_path_ && same_host && s.handover)
+    // The source's fds are of its directory: of use only if that is ours.
+    if (fast_path_ && same_host && same_root && s.handover)
         lent = borrow(*s.handover);
     const size_t borrowed = lent.size();
     const double borrow_ms = ms_since(t0);
     size_t unresolved = 0;
-    e = pfs_.take_migrated(strict_, unresolved, std::move(lent));
+    e = pfs_.take_migrated(strict_, unresolved, std::move(lent), s.paths, !same_root);
     if (!e.empty())
         return "refusing the migrated state: " + e;
     if (h.init.state.load(std::memory_order_acquire) == state::kLive)
         engine_.adopt(load_init(h));
     LOG_INFO("device state: took over %zu inodes (%zu unresolved), %zu handles from %s "
-             "(%zu bytes, %.2f ms; %zu fds borrowed from the source in %.2f ms, %zu used)",
+             "(%zu bytes, %.2f ms; %zu fds borrowed from the source in %.2f ms, %zu used; %zu "
+             "found by path)",
              s.inodes.size(), unresolved, s.handles.size(), same_host ? "this host" : "another host",
-             bytes_.size(), ms_since(t0), borrowed, borrow_ms, pfs_.lent_used());
+             bytes_.size(), ms_since(t0), borrowed, borrow_ms, pfs_.lent_used(),
+             pfs_.found_by_path());
     bytes_.clear();
     bytes_.shrink_to_fit();
     return "";

@@ -25,9 +25,12 @@ class StateMover {
     // `strict`: a migrated inode that does not resolve fails the load.
     // `fast_path`: lend our fds to a destination on this host (saving) and
     // take a source's (loading) instead of opening everything by handle.
+    // `find_paths`: also send every inode's path, for a destination whose
+    // file handles mean nothing (another host or file system).
     StateMover(state::Region &region, fs::Passthrough &pfs, fuse::Engine &engine, bool strict,
-               bool fast_path = true)
-        : region_(region), pfs_(pfs), engine_(engine), strict_(strict), fast_path_(fast_path)
+               bool fast_path = true, bool find_paths = false)
+        : region_(region), pfs_(pfs), engine_(engine), strict_(strict), fast_path_(fast_path),
+          find_paths_(find_paths)
     {
     }
     ~StateMover();
@@ -50,6 +53,7 @@ class StateMover {
     fuse::Engine &engine_;
     const bool strict_;
     const bool fast_path_;
+    const bool find_paths_;
     // What keeps the fds we lent open until the next transfer.
     std::vector<std::shared_ptr<const void>> lent_;
     std::mutex mu_;

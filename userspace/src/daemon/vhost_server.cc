@@ -523,7 +523,8 @@ int serve_vhost(const Options &o)
         }
     }
     engine.set_on_init([&](const fuse::Negotiated &n) { persist_init(region->header(), n); });
-    StateMover mover(*region, pfs, engine, o.migration_abort, o.migration_fast_path);
+    StateMover mover(*region, pfs, engine, o.migration_abort, o.migration_fast_path,
+                     o.migration_find_paths);
 
     // QMP needs a socket the sandbox will not let us open: a helper process
     // forked now, before the sandbox, does it on our request.

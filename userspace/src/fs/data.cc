@@ -249,7 +249,7 @@ int Passthrough::read(const fuse::Ctx &ctx, const fuse_read_in &in, fuse::Reply 
 {
     auto h = handles_.get(in.fh);
     if (!h || h->dir)
-        return -EBADF;
+        return bad_handle(in.fh);
     (void)ctx;
     auto space = out.payload_space();
     size_t want = in.size < space.size() ? in.size : space.size();
@@ -278,7 +278,7 @@ int Passthrough::write(const fuse::Ctx &ctx, const fuse_write_in &in,
         return -EROFS;
     auto h = handles_.get(in.fh);
     if (!h || h->dir)
-        return -EBADF;
+        return bad_handle(in.fh);
     // Appends are the one write that is not idempotent: a resent append
     // must not land twice.  The size before it tells whether it landed.
     const bool append = (h->flags & O_APPEND) != 0;
@@ -330,7 +330,7 @@ int Passthrough::flush(const fuse::Ctx &, const fuse_flush_in &in)
 {
     auto h = handles_.get(in.fh);
     if (!h || h->dir)
-        return -EBADF;
+        return bad_handle(in.fh);
     // close() drops the caller's POSIX locks on this inode: those live on the
     // owner's own fd (see locks.cc), so closing that fd does exactly that.
     if (h->inode) {
@@ -422,7 +422,7 @@ int Passthrough::fsync(const fuse::Ctx &, const fuse_fsync_in &in, bool dir)
 {
     auto h = handles_.get(in.fh);
     if (!h || h->dir != dir)
-        return -EBADF;
+        return bad_handle(in.fh);
     int r = (in.fsync_flags & FUSE_FSYNC_FDATASYNC) ? fdatasync(h->fd.get()) : ::fsync(h->fd.get());
     return r < 0 ? -errno : 0;
 }
@@ -433,7 +433,7 @@ int Passthrough::fallocate(const fuse::Ctx &, const fuse_fallocate_in &in)
         return -EROFS;
     auto h = handles_.get(in.fh);
     if (!h || h->dir)
-        return -EBADF;
+        return bad_handle(in.fh);
     if (::fallocate(h->fd.get(), int(in.mode), off_t(in.offset), off_t(in.length)) < 0)
         return -errno;
     return 0;
@@ -443,7 +443,7 @@ int Passthrough::lseek(const fuse::Ctx &, const fuse_lseek_in &in, fuse_lseek_ou
 {
     auto h = handles_.get(in.fh);
     if (!h || h->dir)
-        return -EBADF;
+        return bad_handle(in.fh);
     off_t r = ::lseek(h->fd.get(), off_t(in.offset), int(in.whence));
     if (r < 0)
         return -errno;

@@ -60,7 +60,7 @@ int Passthrough::readdir(const fuse::Ctx &ctx, const fuse_read_in &in, bool plus
 {
     auto h = handles_.get(in.fh);
     if (!h || !h->dir)
-        return -EBADF;
+        return bad_handle(in.fh);
     // READDIRPLUS looks entries up: as the caller, so a directory it may
     // list but not search yields names without attributes it couldn't stat.
     CredScope cred(ctx, plus && creds_for(false), opts_.host_pids);

@@ -44,7 +44,7 @@ int Passthrough::getlk(const fuse::Ctx &ctx, const fuse_lk_in &in, fuse_lk_out &
 {
     auto h = handle_for(in.fh, ctx.nodeid);
     if (!h || h->dir)
-        return -EBADF;
+        return bad_handle(in.fh);
     struct flock fl;
     if (!to_flock(in.lk, fl))
         return -EINVAL;
@@ -81,7 +81,7 @@ int Passthrough::setlk(const fuse::Ctx &ctx, const fuse_lk_in &in, bool wait)
 {
     auto h = handle_for(in.fh, ctx.nodeid);
     if (!h || h->dir)
-        return -EBADF;
+        return bad_handle(in.fh);
 
     if (in.lk_flags & FUSE_LK_FLOCK) {
         int op;

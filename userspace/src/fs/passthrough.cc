@@ -151,6 +151,28 @@ void Passthrough::fill_entry(const Inode &ino, const struct stat &st, fuse_entry
     a.blksize = st.st_blksize;
 }
 
+void Passthrough::handle_of(int fd, state::FileHandleBlob &fh)
+{
+    fh.bytes = 0;
+    if (no_file_handles_.load(std::memory_order_relaxed))
+        return;
+    // File handles let a restarted server (or a migration target) reopen
+    // the inode without a path; not every filesystem has them.
+    struct {
+        struct file_handle h;
+        unsigned char buf[state::kMaxFileHandle];
+    } h;
+    h.h.handle_bytes = state::kMaxFileHandle;
+    int mnt;
+    if (name_to_handle_at(fd, "", &h.h, &mnt, AT_EMPTY_PATH) == 0) {
+        fh.type = h.h.handle_type;
+        fh.bytes = h.h.handle_bytes;
+        memcpy(fh.data, h.h.f_handle, h.h.handle_bytes);
+    } else if (errno == EOPNOTSUPP) {
+        no_file_handles_.store(true, std::memory_order_relaxed);
+    }
+}
+
 int Passthrough::entry_from_fd(Fd owned, fuse_entry_out &out)
 {
     int fd = owned.get();
@@ -158,23 +180,7 @@ int Passthrough::entry_from_fd(Fd owned, fuse_entry_out &out)
     if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
         return -errno;
     state::FileHandleBlob fh;
-    if (!no_file_handles_.load(std::memory_order_relaxed)) {
-        // File handles let a restarted server (or a migration target)
-        // reopen the inode without a path; not every filesystem has them.
-        struct {
-            struct file_handle h;
-            unsigned char buf[state::kMaxFileHandle];
-        } h;
-        h.h.handle_bytes = state::kMaxFileHandle;
-        int mnt;
-        if (name_to_handle_at(fd, "", &h.h, &mnt, AT_EMPTY_PATH) == 0) {
-            fh.type = h.h.handle_type;
-            fh.bytes = h.h.handle_bytes;
-            memcpy(fh.data, h.h.f_handle, h.h.handle_bytes);
-        } else if (errno == EOPNOTSUPP) {
-            no_file_handles_.store(true, std::memory_order_relaxed);
-        }
-    }
+    handle_of(fd, fh);
     auto ino = inodes_.ref(std::move(owned), st, fh.bytes ? &fh : nullptr);
     if (!ino)
         return -ENFILE;

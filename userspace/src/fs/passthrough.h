@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace holdfast::fs {
@@ -88,15 +89,26 @@ class Passthrough final : public fuse::Filesystem {
     // they stay, and answer ESTALE when used).  `unresolved` gets their count.
     // `lent`: fds a source on this host lent us (named as in the store);
     // each is used only if it is the file its record names.
+    // `paths` (find-paths): where to look for what no lent fd and no file
+    // handle finds.  `foreign_root`: the source served another directory
+    // (install() let it in because of the paths): only paths count then.
     std::string take_migrated(bool strict, size_t &unresolved,
-                              std::vector<fdstore::NamedFd> lent = {});
+                              std::vector<fdstore::NamedFd> lent = {},
+                              const std::vector<state::MigratedPath> &paths = {},
+                              bool foreign_root = false);
+    // The source side of find-paths: the path of every live inode but the
+    // root, relative to the shared directory.  `missing` counts those that
+    // have none (unlinked, or outside the shared directory).
+    std::vector<state::MigratedPath> inode_paths(size_t &missing);
+    // How many inodes take_migrated() found by path.
+    size_t found_by_path() const { return found_by_path_; }
     // The source side of that: the numbers of the fds held for every live
     // inode but the root, open file and lock owner.  They stay open as long
     // as `keep` holds what owns them (and no request changes them: the
     // device is stopped).
     std::vector<state::LentFd> lend_fds(std::vector<std::shared_ptr<const void>> &keep);
     // How many lent fds take_migrated() used.
-    size_t lent_used() const { return lent_used_; }
+    size_t lent_used() const { return lent_used_.load(std::memory_order_relaxed); }
 
     uint64_t init_flags(uint64_t kernel_flags) override;
     void init(const fuse::Negotiated &n) override;
@@ -200,6 +212,16 @@ class Passthrough final : public fuse::Filesystem {
     int do_lookup(const state::Inode &parent, std::string_view name, fuse_entry_out &out);
     // Counts one reference on the inode behind an fd we just created/opened.
     int entry_from_fd(Fd fd, fuse_entry_out &out);
+    // Why `fh` names no usable handle: ESTALE for one we know (a live
+    // record) that could not be reopened, as after a migration that lost
+    // its file; EBADF for anything else (a wrong type, a stranger).
+    int bad_handle(uint64_t fh) const;
+    // The file handle of `fd`, or fh.bytes = 0 where the fs has none.
+    void handle_of(int fd, state::FileHandleBlob &fh);
+    // find-paths: records the source's handles do not open here get the
+    // file at their path, if it is of the same type (take_migrated()).
+    size_t rebind_by_path(const std::vector<state::MigratedPath> &paths,
+                          std::vector<fdstore::NamedFd> &opened, bool foreign_root);
     void fill_entry(const state::Inode &ino, const struct stat &st, fuse_entry_out &out) const;
     // "/proc/self/fd/N" reopen of an inode with new flags.
     int reopen(const state::Inode &ino, int flags) const;
@@ -268,7 +290,9 @@ class Passthrough final : public fuse::Filesystem {
     std::atomic<uint64_t> replayed_{0};
     std::mutex stored_mu_;
     std::unordered_map<std::string, Fd> stored_; // fds handed back by the store
-    size_t lent_used_ = 0;
+    std::atomic<size_t> lent_used_{0};
+    std::unordered_set<std::string> borrowed_; // names of the lent fds, during take_migrated()
+    size_t found_by_path_ = 0;
     Fd root_path_; // until start_fresh()/recover() hands it to the table
     Fd root_rdonly_; // an fd syncfs() accepts (O_PATH fds are refused)
     Fd proc_self_fd_;

@@ -9,12 +9,16 @@
 #include "util/log.h"
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdexcept>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#include <unordered_set>
 
 namespace holdfast::fs {
 
@@ -96,7 +100,9 @@ std::vector<state::LentFd> Passthrough::lend_fds(std::vector<std::shared_ptr<con
     for (uint64_t id = state::kRootNodeId + 1; id < inodes_.high(); id++) {
         if (inodes_.record(id).state.load(std::memory_order_acquire) != state::kLive)
             continue;
-        auto ino = inodes_.get(id);
+        // Only what is open now: opening the rest would cost the downtime
+        // what the destination saves (it opens those by handle itself).
+        auto ino = inodes_.peek(id);
         if (!ino || !ino->fd)
             continue;
         out.push_back({'i', ino->fd.get(), id, 0});
@@ -120,12 +126,131 @@ std::vector<state::LentFd> Passthrough::lend_fds(std::vector<std::shared_ptr<con
     return out;
 }
 
+std::vector<state::MigratedPath> Passthrough::inode_paths(size_t &missing)
+{
+    std::vector<state::MigratedPath> out;
+    missing = 0;
+    auto path_of = [this](int fd) {
+        char buf[PATH_MAX + 1];
+        ssize_t n = readlinkat(proc_self_fd_.get(), FdName(fd), buf, PATH_MAX);
+        return n > 0 ? std::string(buf, size_t(n)) : std::string();
+    };
+    auto root = inodes_.get(state::kRootNodeId);
+    if (!root)
+        return out;
+    // In the sandbox's chroot the shared directory is "/".
+    const std::string top = path_of(root->fd.get());
+    const std::string prefix = top == "/" ? "/" : top + "/";
+    for (uint64_t id = state::kRootNodeId + 1; id < inodes_.high(); id++) {
+        const state::InodeRecord &r = inodes_.record(id);
+        if (r.state.load(std::memory_order_acquire) != state::kLive)
+            continue;
+        // What is not open now is opened for the moment only: through the
+        // table it would push the others out of the fd budget, one by one.
+        // (One the fd store keeps is taken through the table: its fd is
+        // there once.)
+        Fd transient;
+        auto ino = (r.flags & state::kInodeFdStored) ? inodes_.get(id) : inodes_.peek(id);
+        int fd = ino ? ino->fd.get() : -1;
+        if (!ino) {
+            transient = resolve_inode(id, r);
+            fd = transient.get();
+        }
+        if (fd < 0) {
+            missing++;
+            continue;
+        }
+        std::string p = path_of(fd);
+        struct stat st;
+        if (top.empty() || p.compare(0, prefix.size(), prefix) != 0 ||
+            fstatat(fd, "", &st, AT_EMPTY_PATH) < 0 ||
+            (st.st_nlink == 0 && !S_ISDIR(st.st_mode))) {
+            missing++; // unlinked (the kernel says "... (deleted)"), or elsewhere
+            continue;
+        }
+        p.erase(0, prefix.size());
+        if (!state::valid_migrated_path(p)) {
+            missing++;
+            continue;
+        }
+        out.push_back({id, std::move(p)});
+    }
+    return out;
+}
+
+size_t Passthrough::rebind_by_path(const std::vector<state::MigratedPath> &paths,
+                                   std::vector<fdstore::NamedFd> &opened, bool foreign_root)
+{
+    if (foreign_root) {
+        // The source served another directory: its file handles may open
+        // its files, outside ours.  Only paths count; what has none stays
+        // unresolved.
+        size_t pi = 0;
+        for (uint64_t id = state::kRootNodeId + 1; id < inodes_.high(); id++) {
+            while (pi < paths.size() && paths[pi].nodeid < id)
+                pi++;
+            if (inodes_.record(id).state.load(std::memory_order_acquire) == state::kLive &&
+                !(pi < paths.size() && paths[pi].nodeid == id)) {
+                struct stat none {};
+                inodes_.rebind(id, none, nullptr);
+            }
+        }
+    }
+    std::unordered_set<std::string> lent;
+    for (const auto &l : opened)
+        lent.insert(l.name);
+    size_t found = 0;
+    for (const state::MigratedPath &p : paths) {
+        std::string name = "i" + std::to_string(p.nodeid);
+        const state::InodeRecord &r = inodes_.record(p.nodeid);
+        if (lent.count(name) || r.state.load(std::memory_order_acquire) != state::kLive)
+            continue;
+        // The source's file handle first: on the same file system it is
+        // exact, where a path may have been renamed over meanwhile.
+        if (!foreign_root)
+            if (Fd fd = resolve_inode(p.nodeid, r)) {
+                opened.push_back({std::move(name), std::move(fd)});
+                continue;
+            }
+        // The path comes from the stream: it must not lead out of the
+        // shared directory, whatever symlinks the guest left on the way.
+        struct open_how how {};
+        how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+        how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+        Fd fd(int(syscall(SYS_openat2, root_rdonly_.get(), p.path.c_str(), &how, sizeof(how))));
+        struct stat st;
+        if (!fd || fstat(fd.get(), &st) < 0 || (st.st_mode & S_IFMT) != (r.mode & S_IFMT)) {
+            LOG_DBG("migration: inode %llu: nothing of its type at its path",
+                    (unsigned long long)p.nodeid);
+            if (foreign_root) {
+                struct stat none {};
+                inodes_.rebind(p.nodeid, none, nullptr);
+            }
+            continue;
+        }
+        state::FileHandleBlob fh;
+        handle_of(fd.get(), fh);
+        inodes_.rebind(p.nodeid, st, fh.bytes ? &fh : nullptr);
+        opened.push_back({std::move(name), std::move(fd)});
+        found++;
+    }
+    return found;
+}
+
 std::string Passthrough::take_migrated(bool strict, size_t &unresolved,
-                                       std::vector<fdstore::NamedFd> lent)
+                                       std::vector<fdstore::NamedFd> lent,
+                                       const std::vector<state::MigratedPath> &paths,
+                                       bool foreign_root)
 {
     unresolved = 0;
-    lent_used_ = 0;
-    const size_t lent_count = lent.size();
+    lent_used_.store(0, std::memory_order_relaxed);
+    found_by_path_ = 0;
+    borrowed_.clear();
+    for (const auto &l : lent)
+        if (!l.name.empty() && l.name[0] == 'l')
+            lent_used_.fetch_add(1, std::memory_order_relaxed); // recover() hands them over
+        else
+            borrowed_.insert(l.name);
     // start_fresh() gave the shared directory's fd to the table as node 1;
     // recover() wants it back to check the region against.
     auto root = inodes_.get(state::kRootNodeId);
@@ -134,6 +259,8 @@ std::string Passthrough::take_migrated(bool strict, size_t &unresolved,
     root_path_.reset(fcntl(root->fd.get(), F_DUPFD_CLOEXEC, 0));
     if (!root_path_)
         return std::string("dup of the shared directory: ") + strerror(errno);
+    if (!paths.empty() || foreign_root)
+        found_by_path_ = rebind_by_path(paths, lent, foreign_root);
     try {
         recover(std::move(lent));
     } catch (const std::runtime_error &e) {
@@ -179,8 +306,8 @@ std::string Passthrough::take_migrated(bool strict, size_t &unresolved,
         // Everything is resolved: lent fds nobody claimed (their inode or
         // file did not match) are of no further use.
         std::lock_guard g(stored_mu_);
-        lent_used_ = lent_count - std::min(lent_count, stored_.size());
         stored_.clear();
+        borrowed_.clear();
     }
     return "";
 }
@@ -250,6 +377,14 @@ Fd Passthrough::take_stored(const std::string &name)
     return fd;
 }
 
+int Passthrough::bad_handle(uint64_t fh) const
+{
+    if (fh > 0 && fh < handles_.high() && !handles_.get(fh) &&
+        handles_.record(fh).state.load(std::memory_order_acquire) == state::kLive)
+        return -ESTALE;
+    return -EBADF;
+}
+
 Fd Passthrough::resolve_inode(uint64_t nodeid, const state::InodeRecord &r)
 {
     if (r.flags & state::kInodeFdStored) {
@@ -264,8 +399,11 @@ Fd Passthrough::resolve_inode(uint64_t nodeid, const state::InodeRecord &r)
         // it is the file the record names.
         struct stat st;
         if (fstat(fd.get(), &st) == 0 && uint64_t(st.st_dev) == r.dev &&
-            uint64_t(st.st_ino) == r.ino)
+            uint64_t(st.st_ino) == r.ino) {
+            if (borrowed_.count("i" + std::to_string(nodeid)))
+                lent_used_.fetch_add(1, std::memory_order_relaxed);
             return fd;
+        }
         LOG_WARN("migration: the fd lent for inode %llu is another file; opening it by handle",
                  (unsigned long long)nodeid);
     }
@@ -308,6 +446,8 @@ std::shared_ptr<state::Handle> Passthrough::resolve_handle(uint64_t fh, const st
             LOG_WARN("migration: the fd lent for fh %llu is another file; reopening it",
                      (unsigned long long)fh);
             fd.reset();
+        } else if (borrowed_.count("h" + std::to_string(fh))) {
+            lent_used_.fetch_add(1, std::memory_order_relaxed);
         }
     }
     if (!fd) {

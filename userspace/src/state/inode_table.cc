@@ -121,6 +121,14 @@ std::shared_ptr<Inode> InodeTable::make_obj(uint64_t slot, Fd fd) const
     return obj;
 }
 
+std::shared_ptr<Inode> InodeTable::peek(uint64_t nodeid) const
+{
+    if (nodeid == 0 || nodeid >= cap_)
+        return nullptr;
+    std::lock_guard g(stripes_[nodeid % kStripes]);
+    return objs_[nodeid];
+}
+
 std::shared_ptr<Inode> InodeTable::get(uint64_t nodeid) const
 {
     if (nodeid == 0 || nodeid >= cap_)
@@ -155,6 +163,20 @@ void InodeTable::set_record_flags(uint64_t nodeid, uint32_t flags)
 {
     if (nodeid > 0 && nodeid < cap_)
         __atomic_store_n(&rec_[nodeid].flags, flags, __ATOMIC_RELAXED);
+}
+
+void InodeTable::rebind(uint64_t nodeid, const struct stat &st, const FileHandleBlob *fh)
+{
+    if (nodeid <= kRootNodeId || nodeid >= cap_)
+        return;
+    InodeRecord &r = rec_[nodeid];
+    r.dev = uint64_t(st.st_dev);
+    r.ino = uint64_t(st.st_ino);
+    r.mnt_id = 0;
+    r.handle_type = fh ? fh->type : 0;
+    r.handle_bytes = fh ? fh->bytes : 0;
+    if (fh && fh->bytes)
+        memcpy(r.handle, fh->data, fh->bytes);
 }
 
 void InodeTable::recover(Fd root_fd, Resolver resolver)

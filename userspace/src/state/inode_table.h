@@ -69,6 +69,9 @@ class InodeTable {
     void recover(Fd root_fd, Resolver resolver);
     const InodeRecord &record(uint64_t nodeid) const { return rec_[nodeid]; }
     void set_record_flags(uint64_t nodeid, uint32_t flags);
+    // Before recover(): a migrated record (state/migration.h, find-paths)
+    // names the source's file; make it name `st` here, with its handle.
+    void rebind(uint64_t nodeid, const struct stat &st, const FileHandleBlob *fh);
 
     // Open O_PATH fds are a budget (RLIMIT_NOFILE), not one per inode: past
     // `max_open` resolved inodes, idle ones that can be reopened by file
@@ -81,6 +84,8 @@ class InodeTable {
 
     // The live inode for a node id, or null for anything else.
     std::shared_ptr<Inode> get(uint64_t nodeid) const;
+    // The object only if it is open in this process now: never resolves.
+    std::shared_ptr<Inode> peek(uint64_t nodeid) const;
 
     // Counts one kernel reference (nlookup) on the inode `st` describes,
     // creating its slot if it has none.  Takes the fd if a slot is created.

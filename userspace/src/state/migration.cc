@@ -20,6 +20,7 @@ enum Section : uint32_t {
     kSecInode = 3,
     kSecHandle = 4,
     kSecHandover = 5,
+    kSecPath = 6,
     kSecEnd = 0xffffffffu,
 };
 
@@ -31,6 +32,7 @@ constexpr uint32_t kHandleLen = 32;
 constexpr uint32_t kEndLen = 8;
 constexpr uint32_t kHandoverFixedLen = 8; // pid, count
 constexpr uint32_t kLentFdLen = 24;
+constexpr uint32_t kPathFixedLen = 16; // node id, length, zero
 constexpr uint32_t kKnownInodeFlags = kInodeFdStored;
 
 // FNV-1a: catches truncation and corruption in transit; the stream's
@@ -255,6 +257,13 @@ std::vector<uint8_t> encode(const MigrationState &s)
         w.put(h.nodeid);
         w.put(h.opened_by);
     }
+    for (const MigratedPath &p : s.paths) {
+        w.section(kSecPath, kPathFixedLen + uint32_t(p.path.size()));
+        w.put(p.nodeid);
+        w.put(uint32_t(p.path.size()));
+        w.put(uint32_t(0));
+        w.bytes(std::vector<uint8_t>(p.path.begin(), p.path.end()));
+    }
     if (s.handover) {
         const auto &fds = s.handover->fds;
         w.section(kSecHandover, kHandoverFixedLen + kLentFdLen * uint32_t(fds.size()));
@@ -385,6 +394,32 @@ std::string decode(std::span<const uint8_t> in, const MigrationLimits &lim, Migr
             out.handles.push_back(h);
             break;
         }
+        case kSecPath: {
+            if (len < kPathFixedLen)
+                return "path section of " + std::to_string(len) + " bytes is too short";
+            MigratedPath p;
+            p.nodeid = r.get<uint64_t>();
+            uint32_t n = r.get<uint32_t>();
+            uint32_t pad = r.get<uint32_t>();
+            if (n == 0 || n > kMaxMigratedPath || len != kPathFixedLen + n)
+                return at("path", p.nodeid, "length " + std::to_string(n));
+            if (pad != 0)
+                return at("path", p.nodeid, "padding is not zero");
+            auto b = r.take(n);
+            p.path.assign(b.begin(), b.end());
+            if (!valid_migrated_path(p.path))
+                return at("path", p.nodeid, "not a relative path inside the shared directory");
+            if (p.nodeid <= kRootNodeId || (!out.paths.empty() && p.nodeid <= out.paths.back().nodeid))
+                return at("path", p.nodeid, "node ids out of order");
+            // Paths come after the inodes: they must name one.
+            auto it = std::lower_bound(
+                out.inodes.begin(), out.inodes.end(), p.nodeid,
+                [](const MigratedInode &a, uint64_t id) { return a.nodeid < id; });
+            if (it == out.inodes.end() || it->nodeid != p.nodeid)
+                return at("path", p.nodeid, "no such migrated inode");
+            out.paths.push_back(std::move(p));
+            break;
+        }
         case kSecHandover: {
             if (out.handover)
                 return "state stream has two handover sections";
@@ -442,13 +477,35 @@ std::string decode(std::span<const uint8_t> in, const MigrationLimits &lim, Migr
     return "";
 }
 
+bool valid_migrated_path(std::string_view p)
+{
+    if (p.empty() || p.size() > kMaxMigratedPath || p.front() == '/' || p.back() == '/')
+        return false;
+    if (p.find('\0') != std::string_view::npos)
+        return false;
+    size_t start = 0;
+    while (start <= p.size()) {
+        size_t end = p.find('/', start);
+        if (end == std::string_view::npos)
+            end = p.size();
+        std::string_view c = p.substr(start, end - start);
+        if (c.empty() || c == "." || c == "..")
+            return false;
+        start = end + 1;
+    }
+    return true;
+}
+
 std::string install(const MigrationState &s, Region &r)
 {
     RegionHeader &h = r.header();
     InodeRecord *inodes = r.inodes();
     HandleRecord *handles = r.handles();
     const InodeRecord &root = inodes[kRootNodeId];
-    if (root.dev != s.root_dev || root.ino != s.root_ino)
+    // With paths (find-paths) the destination may serve a copy of the
+    // directory, on another host or file system: its root is its own.
+    const bool same_root = root.dev == s.root_dev && root.ino == s.root_ino;
+    if (!same_root && s.paths.empty())
         return "the migrated state describes another shared directory (root " +
                std::to_string(s.root_dev) + ":" + std::to_string(s.root_ino) + ", ours " +
                std::to_string(root.dev) + ":" + std::to_string(root.ino) + ")";
@@ -464,6 +521,10 @@ std::string install(const MigrationState &s, Region &r)
     // with release ordering.
     for (const MigratedInode &n : s.inodes) {
         InodeRecord &rec = inodes[n.nodeid];
+        if (n.nodeid == kRootNodeId && !same_root) {
+            rec.nlookup.store(n.nlookup, std::memory_order_relaxed);
+            continue;
+        }
         rec.generation = n.generation;
         rec.nlookup.store(n.nlookup, std::memory_order_relaxed);
         rec.dev = n.dev;

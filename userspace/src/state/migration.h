@@ -18,6 +18,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace holdfast::state {
@@ -69,6 +70,16 @@ struct MigrationHandover {
     std::vector<LentFd> fds;
 };
 
+// find-paths: where an inode was on the source, relative to the shared
+// directory, for a destination whose file handles mean nothing (another
+// host, another file system).  Normalised: no leading '/', no empty, "."
+// or ".." components, no NUL.
+struct MigratedPath {
+    uint64_t nodeid = 0;
+    std::string path;
+};
+constexpr size_t kMaxMigratedPath = 4096;
+
 struct MigrationState {
     std::array<uint8_t, 16> boot_id{}; // the source host's, to tell same-host moves
     uint64_t root_dev = 0, root_ino = 0;
@@ -76,7 +87,11 @@ struct MigrationState {
     std::vector<MigratedInode> inodes; // ascending node ids, root first
     std::vector<MigratedHandle> handles;
     std::optional<MigrationHandover> handover;
+    std::vector<MigratedPath> paths; // ascending node ids, each a migrated inode
 };
+
+// Whether `p` is a path decode() accepts in a path section.
+bool valid_migrated_path(std::string_view p);
 
 // What a destination can take.
 struct MigrationLimits {
@@ -96,7 +111,10 @@ std::string decode(std::span<const uint8_t> in, const MigrationLimits &lim, Migr
 
 // Writes `s` into `r`, a region that has served nothing yet but its root:
 // every record at the slot of its node id, the INIT record, the high-water
-// marks.  The root must be the same directory (same device and inode).
+// marks.  The root must be the same directory (same device and inode),
+// unless the state carries paths: then our root stays, and the other
+// records name the source's files until Passthrough::take_migrated()
+// finds them here.
 // Returns "" or what is wrong (then `r` is unchanged).
 std::string install(const MigrationState &s, Region &r);
 
