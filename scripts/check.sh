@@ -58,10 +58,12 @@ run_host() {
 # The guest suite in test VMs (both guest kernels, and ours on 6.1).
 run_vm() { run_counted vm "$top/selftests/vm/check-vm.sh"; }
 # Live migration between QEMUs: ping-pong (same-host fast path, then every
-# file opened by handle), and a destination that refuses.
+# file opened by handle), by path to a copy of the directory, and a
+# destination that refuses.
 run_migrate() {
 	run_counted migrate "$top/selftests/vm/migrate-vm.sh"
 	run_counted migrate-by-handle "$top/selftests/vm/migrate-vm.sh" -- --migration-fast-path off
+	run_counted migrate-find-paths "$top/selftests/vm/migrate-vm.sh" --find-paths
 	run_counted migrate-refuse "$top/selftests/vm/migrate-vm.sh" --refuse
 }
 # Unit tests and host selftests again under ASan/UBSan (its own build).
