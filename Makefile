@@ -22,7 +22,7 @@ selftests: userspace
 
 # Every test; the last line is "N passed, N failed".
 check: build vm-selftests
-	@./scripts/check.sh unit host vm migrate asan
+	@./scripts/check.sh unit host vm migrate dax asan
 
 check-unit: deps userspace
 	@./scripts/check.sh unit
@@ -35,10 +35,11 @@ vm-selftests: deps
 	@$(MAKE) -s -C selftests/guest O=$(BUILD)/selftests/guest
 
 # The guest suite in QEMU (TCG) VMs on the Debian 6.12 and 6.1 cloud
-# kernels, served by holdfastd as vhost-user-fs back-end, and live
-# migration of a guest between QEMUs (selftests/vm/migrate-vm.sh).
+# kernels, served by holdfastd as vhost-user-fs back-end, live migration
+# of a guest between QEMUs (selftests/vm/migrate-vm.sh), and the DAX
+# window through our patched QEMU (selftests/vm/dax-smoke.sh).
 check-vm: build vm-selftests
-	@./scripts/check.sh vm migrate
+	@./scripts/check.sh vm migrate dax
 
 # holdfast's fuse.ko/virtiofs.ko/cuse.ko for the Debian 6.1 guest kernel:
 # Debian's fs/fuse + kernel/patches/6.1/series, built out of tree into

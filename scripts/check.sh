@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs test suites and ends with one line "N passed, N failed" summing them.
-# Usage: check.sh [unit] [host] [vm] [migrate] [asan] ...   Exit status: 0 only if nothing failed.
+# Usage: check.sh [unit] [host] [vm] [migrate] [dax] [asan] ...   Exit status: 0 only if nothing failed.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$top/build}
@@ -66,6 +66,9 @@ run_migrate() {
 	run_counted migrate-find-paths "$top/selftests/vm/migrate-vm.sh" --find-paths
 	run_counted migrate-refuse "$top/selftests/vm/migrate-vm.sh" --refuse
 }
+# The virtio-fs DAX window end to end: our patched QEMU (qemu/build.sh,
+# built once into the cache) and holdfastd --dax-window.
+run_dax() { run_counted dax "$top/selftests/vm/dax-smoke.sh"; }
 # Unit tests and host selftests again under ASan/UBSan (its own build).
 run_asan() { run_counted asan "$top/scripts/check-asan.sh"; }
 
