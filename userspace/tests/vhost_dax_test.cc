@@ -34,10 +34,17 @@ constexpr uint64_t kWin = 256ull << 20;
 
 using test::QuietLog;
 
+// MMapMsg's fields, unpacked: gtest binds what it compares to references,
+// which a packed struct's members cannot back (UBSan: misaligned).
+struct MMapFields {
+    uint8_t shmid = 0;
+    uint64_t fd_offset = 0, shm_offset = 0, len = 0, flags = 0;
+};
+
 // One request as the front-end saw it.
 struct Seen {
     MsgHeader hdr{};
-    MMapMsg msg{};
+    MMapFields msg{};
     size_t payload = 0;
     std::vector<int> fds;
 };
@@ -75,8 +82,11 @@ class FakeFrontEnd {
                 Seen s;
                 s.hdr = h;
                 s.payload = payload.size();
-                if (payload.size() == sizeof(MMapMsg))
-                    std::memcpy(&s.msg, payload.data(), sizeof(MMapMsg));
+                if (payload.size() == sizeof(MMapMsg)) {
+                    MMapMsg m;
+                    std::memcpy(&m, payload.data(), sizeof(m));
+                    s.msg = {m.shmid, m.fd_offset, m.shm_offset, m.len, m.flags};
+                }
                 s.fds = fds;
                 seen.push_back(s);
                 answer(ours.get(), s);
@@ -469,10 +479,13 @@ TEST(VhostDax, BackendAttachesTheChannelAndReportsTheWindow)
     EXPECT_EQ(h.size, sizeof(ShmemConfig));
     ShmemConfig sc;
     std::memcpy(&sc, cfg.bytes.data() + sizeof(h), sizeof(sc));
-    EXPECT_EQ(sc.nregions, 1u);
-    EXPECT_EQ(sc.memory_sizes[0], kWin);
+    const uint32_t nregions = sc.nregions;
+    EXPECT_EQ(nregions, 1u);
+    std::vector<uint64_t> sizes(kMaxShmemRegions);
+    std::memcpy(sizes.data(), cfg.bytes.data() + sizeof(h) + 8, sizes.size() * 8);
+    EXPECT_EQ(sizes[0], kWin);
     for (size_t i = 1; i < kMaxShmemRegions; i++)
-        EXPECT_EQ(sc.memory_sizes[i], 0u);
+        EXPECT_EQ(sizes[i], 0u);
 
     // The channel works: the peer end answers an unmap.
     FakeFrontEnd::reply(sv[0], kBackendShmemUnmap, 0);
