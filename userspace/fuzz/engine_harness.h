@@ -653,6 +653,13 @@ class EngineHarness {
                 break;
             }
         }
+        // DESTROY ends the session: the server closes every handle and
+        // forgets every inode but the root (Passthrough::destroy), as the
+        // kernel, unmounting, lets go of them without RELEASE or FORGET.
+        if (executed && op == FUSE_DESTROY) {
+            kfh_.clear();
+            kref_.clear();
+        }
         // The kernel forgets an fh when it sends RELEASE, whatever the answer.
         if (executed && parsed_release(req)) {
             fuse_release_in in;
