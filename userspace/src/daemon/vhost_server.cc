@@ -202,11 +202,23 @@ Listener listen_on(const std::string &path)
     sa.sun_family = AF_UNIX;
     if (path.size() >= sizeof(sa.sun_path))
         throw std::runtime_error("--socket-path too long");
-    std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+    // The path appears only once it listens: a front-end that connects as
+    // soon as it sees it (QEMU, a test) must not find a socket that
+    // refuses.  So bind under a temporary name, listen, then rename.
+    const std::string tmp = path + "." + std::to_string(getpid()) + ".tmp";
+    const std::string &bound = tmp.size() < sizeof(sa.sun_path) ? tmp : path;
+    std::memcpy(sa.sun_path, bound.c_str(), bound.size() + 1);
     if (bind(l.fd.get(), reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) < 0)
-        throw std::runtime_error("bind " + path + ": " + strerror(errno));
-    if (listen(l.fd.get(), 4) < 0)
+        throw std::runtime_error("bind " + bound + ": " + strerror(errno));
+    if (listen(l.fd.get(), 4) < 0) {
+        unlink(bound.c_str());
         throw std::runtime_error(std::string("listen: ") + strerror(errno));
+    }
+    if (&bound == &tmp && rename(tmp.c_str(), path.c_str()) < 0) {
+        int e = errno;
+        unlink(tmp.c_str());
+        throw std::runtime_error("rename " + tmp + " to " + path + ": " + strerror(e));
+    }
     return l;
 }
 
