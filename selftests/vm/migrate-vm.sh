@@ -202,7 +202,12 @@ for ((h = 1; h <= hops; h++)); do
 	elif [ "$findpaths" = 1 ]; then
 		# The same files on another file system: an overlay over them.
 		mkdir -p "$W/up" "$W/wk" "$W/merged"
-		mount -t overlay overlay -o "lowerdir=$share,upperdir=$W/up,workdir=$W/wk" "$W/merged" ||
+		# nfs_export gives it file handles of its own (where the kernel
+		# allows it), which the destination's table needs past its fd
+		# budget; without, every inode found costs an fd.
+		mount -t overlay overlay \
+			-o "lowerdir=$share,upperdir=$W/up,workdir=$W/wk,index=on,nfs_export=on" "$W/merged" 2>/dev/null ||
+			mount -t overlay overlay -o "lowerdir=$share,upperdir=$W/up,workdir=$W/wk" "$W/merged" ||
 			die "cannot mount an overlay for --find-paths"
 		share=$W/merged
 		start_backend "h$h" "$W/h$h.sock"

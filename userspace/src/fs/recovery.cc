@@ -231,7 +231,10 @@ size_t Passthrough::rebind_by_path(const std::vector<state::MigratedPath> &paths
         state::FileHandleBlob fh;
         handle_of(fd.get(), fh);
         inodes_.rebind(p.nodeid, st, fh.bytes ? &fh : nullptr);
-        opened.push_back({std::move(name), std::move(fd)});
+        // With a file handle the table reopens it within its fd budget;
+        // holding every fd found here would run out of them first.
+        if (!fh.bytes)
+            opened.push_back({std::move(name), std::move(fd)});
         found++;
     }
     return found;
