@@ -148,7 +148,9 @@ std::string StateMover::transfer(uint32_t direction, int raw_fd)
             pending_ = false;
             return std::to_string(homeless) +
                    " inodes have no file handle (the shared directory's file system does not "
-                   "export them), so no other server can take them";
+                   "export them)" +
+                   (find_paths_ ? std::string(" and no path") : std::string()) +
+                   ", so no other server can take them";
         }
         lent_.clear();
         if (fast_path_) {
