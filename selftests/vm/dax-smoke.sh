@@ -23,9 +23,9 @@
 # (GET_SHMEM_CONFIG), and to migrate a device with a window.
 #
 # Reading a file through DAX needs FUSE_SETUPMAPPING in the back-end
-# (SHMEM_MAP): with a holdfastd that has --dax-window, it is given the
-# window and the guest's read and write through DAX are checked (the
-# write on the host too); with an older one they are only shown.
+# (SHMEM_MAP): holdfastd is given the window (--dax-window) and the
+# guest's read and write through DAX are checked (the write on the host
+# too).
 #
 #   selftests/vm/dax-smoke.sh
 #
@@ -114,9 +114,9 @@ boot() {
 		python3 "$here/dax-backend.py" "$sock" --shmem-size "$size" $([ "$mode" = map ] && echo --map) \
 			>"$W/$name/backend.tap" 2>"$W/$name/backend.log" &
 	else
-		# A holdfastd with DAX (--dax-window) serves the window: then the
-		# guest's reads and writes through it are checked too.
-		if [ "$size" != 0 ] && "$HOLDFASTD" --help 2>&1 | grep -q -- --dax-window; then
+		# holdfastd serves the window (--dax-window): the guest's reads
+		# and writes through it are checked too.
+		if [ "$size" != 0 ]; then
 			window=(--dax-window "$size")
 			serve=1
 		fi
