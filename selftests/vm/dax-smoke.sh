@@ -59,7 +59,9 @@ if [ -z "${QEMU:-}" ]; then
 	QEMU=$("$root/qemu/build.sh" | tail -n1) || bail "qemu/build.sh failed"
 fi
 [ -x "$QEMU" ] || bail "no QEMU at '$QEMU'"
-"$QEMU" -device vhost-user-fs-pci,help 2>/dev/null | grep -q cache-size ||
+# (Captured first: "| grep -q" under pipefail fails when grep leaves early.)
+props=$("$QEMU" -device vhost-user-fs-pci,help 2>/dev/null)
+grep -q cache-size <<<"$props" ||
 	bail "$QEMU has no vhost-user-fs-pci cache-size (not the patched QEMU)"
 kdir=$("$root/scripts/vm/fetch-kernel.sh" 6.12) || bail "no 6.12 guest kernel"
 vmlinuz=$(ls "$kdir"/boot/vmlinuz-* | head -n1)
@@ -175,7 +177,7 @@ boot() {
 	if [ "$rc" = 0 ]; then ok "$name: QEMU exited cleanly"; else notok "$name: QEMU exited cleanly (status $rc)"; fi
 	[ -z "$mode" ] && grep -E 'by opcode|SHMEM|DAX window' "$W/$name/backend.log" | sed "s/^/# $name holdfastd: /"
 	if [ $serve = 1 ]; then
-		if grep 'by opcode' "$W/$name/backend.log" | grep -q ' SETUPMAPPING=[1-9]'; then
+		if grep 'by opcode' "$W/$name/backend.log" | grep ' SETUPMAPPING=[1-9]' >/dev/null; then
 			ok "$name: holdfastd answered FUSE_SETUPMAPPING (the guest used the window)"
 		else
 			notok "$name: holdfastd answered FUSE_SETUPMAPPING (the guest used the window)"
