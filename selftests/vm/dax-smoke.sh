@@ -97,6 +97,13 @@ replug() {
 	else
 		notok "$1: device_del fs0: $t"
 	fi
+	# Until the guest saw it gone (it polls; the guest's own check fails
+	# if it never does).
+	for _ in $(seq 1 120); do
+		grep -q DAX-GONE "$W/$1/serial.log" 2>/dev/null && break
+		kill -0 "$qpid" 2>/dev/null || return
+		sleep 0.5
+	done
 	if t=$(python3 "$root/scripts/vm/qmp.py" "$qmp" exec device_add \
 		"{\"driver\": \"vhost-user-fs-pci\", \"id\": \"fs0\", \"chardev\": \"c0\", \"tag\": \"dax\", \"cache-size\": $2}" 2>&1); then
 		ok "$1: device_add fs0 with cache-size again"
