@@ -64,6 +64,18 @@ bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t &out)
     out = v;
     return true;
 }
+// A two-way choice: `out` is true for `yes`, false for `no`; false if
+// `s` is neither.
+bool parse_choice(const char *s, const char *yes, const char *no, bool &out)
+{
+    if (!strcmp(s, yes))
+        out = true;
+    else if (!strcmp(s, no))
+        out = false;
+    else
+        return false;
+    return true;
+}
 // A size: digits, then nothing (bytes) or K, M, G, T (binary multiples).
 bool parse_size(const char *s, uint64_t &out)
 {
@@ -315,11 +327,7 @@ std::string parse(int argc, char **argv, Options &out)
             out.max_handles = v;
             break;
         case kRecovery:
-            if (!strcmp(optarg, "on"))
-                out.recovery = true;
-            else if (!strcmp(optarg, "off"))
-                out.recovery = false;
-            else
+            if (!parse_choice(optarg, "on", "off", out.recovery))
                 return std::string("--recovery: '") + optarg + "' is not one of on, off";
             break;
         case kFaultInjection:
@@ -336,11 +344,7 @@ std::string parse(int argc, char **argv, Options &out)
                 return std::string("--transport: '") + optarg + "' is not one of auto, uring, dev";
             break;
         case kPassthrough:
-            if (!strcmp(optarg, "on"))
-                out.fs.passthrough = true;
-            else if (!strcmp(optarg, "off"))
-                out.fs.passthrough = false;
-            else
+            if (!parse_choice(optarg, "on", "off", out.fs.passthrough))
                 return std::string("--passthrough: '") + optarg + "' is not one of on, off";
             out.passthrough_set = true;
             break;
@@ -404,28 +408,16 @@ std::string parse(int argc, char **argv, Options &out)
             out.qmp_device = optarg;
             break;
         case kMigrationOnError:
-            if (strcmp(optarg, "abort") == 0)
-                out.migration_abort = true;
-            else if (strcmp(optarg, "guest-error") == 0)
-                out.migration_abort = false;
-            else
+            if (!parse_choice(optarg, "abort", "guest-error", out.migration_abort))
                 return std::string("--migration-on-error: '") + optarg +
                        "' is not abort or guest-error";
             break;
         case kMigrationFastPath:
-            if (strcmp(optarg, "on") == 0)
-                out.migration_fast_path = true;
-            else if (strcmp(optarg, "off") == 0)
-                out.migration_fast_path = false;
-            else
+            if (!parse_choice(optarg, "on", "off", out.migration_fast_path))
                 return std::string("--migration-fast-path: '") + optarg + "' is not on or off";
             break;
         case kMigrationMode:
-            if (strcmp(optarg, "file-handles") == 0)
-                out.migration_find_paths = false;
-            else if (strcmp(optarg, "find-paths") == 0)
-                out.migration_find_paths = true;
-            else
+            if (!parse_choice(optarg, "find-paths", "file-handles", out.migration_find_paths))
                 return std::string("--migration-mode: '") + optarg +
                        "' is not file-handles or find-paths";
             break;
