@@ -214,7 +214,8 @@ class Passthrough final : public fuse::Filesystem {
     int entry_from_fd(Fd fd, fuse_entry_out &out);
     // Why `fh` names no usable handle: ESTALE for one we know (a live
     // record) that could not be reopened, as after a migration that lost
-    // its file; EBADF for anything else (a wrong type, a stranger).
+    // its file; EBADF for anything else (a wrong type, a stranger).  For
+    // callers that just failed a handles_.get(fh): it does not try again.
     int bad_handle(uint64_t fh) const;
     // The file handle of `fd`, or fh.bytes = 0 where the fs has none.
     void handle_of(int fd, state::FileHandleBlob &fh);

@@ -382,7 +382,8 @@ Fd Passthrough::take_stored(const std::string &name)
 
 int Passthrough::bad_handle(uint64_t fh) const
 {
-    if (fh > 0 && fh < handles_.high() && !handles_.get(fh) &&
+    // The caller's get() already tried to reopen it: only look.
+    if (fh > 0 && fh < handles_.high() && !handles_.peek(fh) &&
         handles_.record(fh).state.load(std::memory_order_acquire) == state::kLive)
         return -ESTALE;
     return -EBADF;

@@ -46,6 +46,14 @@ uint64_t HandleTable::add(std::shared_ptr<Handle> h)
     return slot;
 }
 
+std::shared_ptr<Handle> HandleTable::peek(uint64_t fh) const
+{
+    if (fh == 0 || fh >= cap_)
+        return nullptr;
+    std::lock_guard s(stripes_[fh % kStripes]);
+    return objs_[fh];
+}
+
 std::shared_ptr<Handle> HandleTable::get(uint64_t fh) const
 {
     if (fh == 0 || fh >= cap_)

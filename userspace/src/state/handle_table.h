@@ -43,6 +43,8 @@ class HandleTable {
     // Returns the new fh, or 0 when the table is full.
     uint64_t add(std::shared_ptr<Handle> h);
     std::shared_ptr<Handle> get(uint64_t fh) const;
+    // The object only if it is open in this process now: never resolves.
+    std::shared_ptr<Handle> peek(uint64_t fh) const;
     // Removes and returns the handle (null if fh was not live).
     std::shared_ptr<Handle> remove(uint64_t fh);
     size_t live() const;
