@@ -83,15 +83,23 @@ trap 'exit 130' INT TERM
 	{ cat "$W/initramfs.log" >&2; bail "initramfs build failed"; }
 echo "# dax-smoke: QEMU $QEMU, kernel $(basename "$vmlinuz")"
 
+# wait_serial NAME MARKER SECONDS: until the guest prints MARKER; fails
+# if its QEMU is gone or the time is up.
+wait_serial() {
+	local i
+	for ((i = 0; i < 2 * $3; i++)); do
+		grep -q "$2" "$W/$1/serial.log" 2>/dev/null && return 0
+		kill -0 "$qpid" 2>/dev/null || return 1
+		sleep 0.5
+	done
+	return 1
+}
+
 # replug NAME SIZE: when the guest asks, unplug fs0 and plug a new one on
 # the same chardev (dax-backend.py answers whatever comes on it).
 replug() {
 	local qmp=$W/$1/qmp.sock t
-	for t in $(seq 1 240); do
-		grep -q DAX-READY-UNPLUG "$W/$1/serial.log" 2>/dev/null && break
-		kill -0 "$qpid" 2>/dev/null || return
-		sleep 0.5
-	done
+	wait_serial "$1" DAX-READY-UNPLUG 120 || kill -0 "$qpid" 2>/dev/null || return
 	if t=$(python3 "$root/scripts/vm/qmp.py" "$qmp" unplug fs0 30 2>&1); then
 		ok "$1: device_del fs0 (DEVICE_DELETED after ${t}s)"
 	else
@@ -99,11 +107,7 @@ replug() {
 	fi
 	# Until the guest saw it gone (it polls; the guest's own check fails
 	# if it never does).
-	for _ in $(seq 1 120); do
-		grep -q DAX-GONE "$W/$1/serial.log" 2>/dev/null && break
-		kill -0 "$qpid" 2>/dev/null || return
-		sleep 0.5
-	done
+	wait_serial "$1" DAX-GONE 60 || kill -0 "$qpid" 2>/dev/null || return
 	if t=$(python3 "$root/scripts/vm/qmp.py" "$qmp" exec device_add \
 		"{\"driver\": \"vhost-user-fs-pci\", \"id\": \"fs0\", \"chardev\": \"c0\", \"tag\": \"dax\", \"cache-size\": $2}" 2>&1); then
 		ok "$1: device_add fs0 with cache-size again"
