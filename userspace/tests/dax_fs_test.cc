@@ -12,10 +12,14 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstring>
 #include <fcntl.h>
 #include <filesystem>
+#include <linux/fs.h>
+#include <map>
 #include <optional>
 #include <string>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
@@ -71,7 +75,8 @@ struct Fixture {
     uint64_t file = 0, sub = 0;
     QuietLog quiet;
 
-    explicit Fixture(bool readonly = false)
+    explicit Fixture(bool readonly = false, fs::DaxInodePolicy policy = fs::DaxInodePolicy::flag,
+                     uint64_t min_size = 0)
     {
         char t[] = "/tmp/holdfast-dax-test.XXXXXX";
         dir = mkdtemp(t);
@@ -88,6 +93,8 @@ struct Fixture {
         o.shared_dir = dir;
         o.switch_creds = false;
         o.readonly = readonly;
+        o.dax_inode = policy;
+        o.dax_inode_min_size = min_size;
         start(false);
         pfs->start_fresh();
         file = lookup("f");
@@ -358,4 +365,169 @@ TEST(DaxFs, DestroyDropsEveryMapping)
     f.pfs->destroy();
     EXPECT_EQ(f.win.ops.size(), 2u);
     EXPECT_EQ(f.table->used(), 0u);
+}
+
+// ---------------------------------------------------------------------------
+// dax=inode: FUSE_ATTR_DAX in attributes (Options::dax_inode).
+
+namespace {
+
+// What INIT settled: FUSE_HAS_INODE_DAX when the guest mounted dax=inode.
+void negotiate(fs::Passthrough &pfs, bool inode_dax)
+{
+    fuse::Negotiated n;
+    n.major = 7;
+    n.minor = 40;
+    n.flags = FUSE_MAP_ALIGNMENT | (inode_dax ? FUSE_HAS_INODE_DAX : 0);
+    n.kernel_flags = n.flags;
+    n.done = true;
+    pfs.init(n);
+}
+
+// Sets or clears the host file's FS_XFLAG_DAX; false where the filesystem
+// has no such attribute (tmpfs).
+bool set_host_dax(const std::string &path, bool on)
+{
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct fsxattr fa {};
+    bool ok = ioctl(fd, FS_IOC_FSGETXATTR, &fa) == 0;
+    if (ok) {
+        fa.fsx_xflags = on ? (fa.fsx_xflags | FS_XFLAG_DAX) : (fa.fsx_xflags & ~FS_XFLAG_DAX);
+        ok = ioctl(fd, FS_IOC_FSSETXATTR, &fa) == 0;
+    }
+    close(fd);
+    return ok;
+}
+
+// The attribute flags each kind of reply gives `name` (and its node id).
+struct Flags {
+    uint32_t lookup, getattr, setattr;
+};
+Flags attr_flags(Fixture &f, const char *name)
+{
+    Flags r{~0u, ~0u, ~0u};
+    fuse_entry_out e{};
+    fuse::Ctx c{20, 1, FUSE_LOOKUP, 0, 0, 0, false};
+    EXPECT_EQ(f.pfs->lookup(c, name, e), 0) << name;
+    r.lookup = e.attr.flags;
+    fuse_getattr_in gi{};
+    fuse_attr_out ao{};
+    fuse::Ctx g{21, e.nodeid, FUSE_GETATTR, 0, 0, 0, false};
+    EXPECT_EQ(f.pfs->getattr(g, gi, ao), 0) << name;
+    r.getattr = ao.attr.flags;
+    fuse_setattr_in si{};
+    si.valid = FATTR_MTIME;
+    si.mtime = 1000000;
+    fuse_attr_out so{};
+    fuse::Ctx st{22, e.nodeid, FUSE_SETATTR, 0, 0, 0, false};
+    EXPECT_EQ(f.pfs->setattr(st, si, so), 0) << name;
+    r.setattr = so.attr.flags;
+    return r;
+}
+
+void expect_flags(Fixture &f, const char *name, uint32_t want)
+{
+    Flags r = attr_flags(f, name);
+    EXPECT_EQ(r.lookup, want) << name << ": LOOKUP";
+    EXPECT_EQ(r.getattr, want) << name << ": GETATTR";
+    EXPECT_EQ(r.setattr, want) << name << ": SETATTR";
+}
+
+} // namespace
+
+TEST(DaxInode, FlagPolicyFollowsTheHostFilesAttribute)
+{
+    Fixture f;
+    int fd = ::open((f.dir + "/plain").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    close(fd);
+    if (!set_host_dax(f.dir + "/f", true))
+        GTEST_SKIP() << f.dir << ": no FS_XFLAG_DAX on this filesystem (tmpfs?)";
+    negotiate(*f.pfs, true);
+    expect_flags(f, "f", FUSE_ATTR_DAX);
+    expect_flags(f, "plain", 0);
+    // Directories never: the guest maps regular files only.
+    ASSERT_TRUE(set_host_dax(f.dir + "/d", true)); // (ext4: inherited by new files)
+    expect_flags(f, "d", 0);
+    // The attribute changes on the host: the next reply says so (the guest
+    // then evicts the inode and sets it up again).
+    ASSERT_TRUE(set_host_dax(f.dir + "/f", false));
+    expect_flags(f, "f", 0);
+    ASSERT_TRUE(set_host_dax(f.dir + "/plain", true));
+    expect_flags(f, "plain", FUSE_ATTR_DAX);
+}
+
+TEST(DaxInode, NothingWithoutFuseHasInodeDax)
+{
+    Fixture f(false, fs::DaxInodePolicy::all);
+    // A dax=always (or no dax) guest: the flag means nothing to it.
+    negotiate(*f.pfs, false);
+    expect_flags(f, "f", 0);
+    // Nor a flagged file under the flag policy.
+    Fixture g;
+    if (set_host_dax(g.dir + "/f", true)) {
+        negotiate(*g.pfs, false);
+        expect_flags(g, "f", 0);
+    }
+}
+
+TEST(DaxInode, AllNoneAndMinSize)
+{
+    {
+        Fixture f(false, fs::DaxInodePolicy::all);
+        negotiate(*f.pfs, true);
+        expect_flags(f, "f", FUSE_ATTR_DAX);
+        expect_flags(f, "d", 0);
+    }
+    {
+        Fixture f(false, fs::DaxInodePolicy::none);
+        set_host_dax(f.dir + "/f", true); // ignored
+        negotiate(*f.pfs, true);
+        expect_flags(f, "f", 0);
+    }
+    {
+        // f has 8 MiB.
+        Fixture f(false, fs::DaxInodePolicy::min_size, 8 << 20);
+        int fd = ::open((f.dir + "/small").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(ftruncate(fd, (8 << 20) - 1), 0);
+        close(fd);
+        negotiate(*f.pfs, true);
+        expect_flags(f, "f", FUSE_ATTR_DAX);
+        expect_flags(f, "small", 0);
+    }
+}
+
+TEST(DaxInode, ReaddirplusEntriesCarryTheFlag)
+{
+    Fixture f(false, fs::DaxInodePolicy::all);
+    negotiate(*f.pfs, true);
+    fuse_open_in oi{};
+    oi.flags = O_RDONLY | O_DIRECTORY;
+    fuse_open_out oo{};
+    fuse::Ctx c{30, 1, FUSE_OPENDIR, 0, 0, 0, false};
+    ASSERT_EQ(f.pfs->opendir(c, oi, oo), 0);
+    std::vector<std::byte> area(64 << 10);
+    fuse::Reply reply(area);
+    reply.reset(31);
+    fuse_read_in ri{};
+    ri.fh = oo.fh;
+    ri.size = 64 << 10;
+    fuse::Ctx r{31, 1, FUSE_READDIRPLUS, 0, 0, 0, false};
+    ASSERT_EQ(f.pfs->readdir(r, ri, true, reply), 0);
+    auto payload = reply.payload();
+    std::map<std::string, uint32_t> seen;
+    for (size_t off = 0; off + sizeof(fuse_direntplus) <= payload.size();) {
+        fuse_direntplus d;
+        memcpy(&d, payload.data() + off, sizeof(d));
+        std::string name(reinterpret_cast<const char *>(payload.data()) + off + sizeof(d),
+                         d.dirent.namelen);
+        seen[name] = d.entry_out.attr.flags;
+        off += FUSE_DIRENTPLUS_SIZE(&d);
+    }
+    ASSERT_TRUE(seen.count("f") && seen.count("d"));
+    EXPECT_EQ(seen["f"], uint32_t(FUSE_ATTR_DAX));
+    EXPECT_EQ(seen["d"], 0u);
 }

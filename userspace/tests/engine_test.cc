@@ -2350,6 +2350,35 @@ TEST_F(EngineTest, InitWithDaxWindowButNoDaxMountSetsNoAlignment) {
     EXPECT_EQ(o.map_alignment, 0);
 }
 
+// dax=inode: per-file DAX (FUSE_ATTR_DAX) is offered with a window only;
+// without one the guest falls back to no DAX at all.
+TEST_F(EngineTest, InodeDaxIsNegotiatedOnlyWithAWindow) {
+    const uint64_t offer = kKernelFlags | FUSE_MAP_ALIGNMENT | FUSE_HAS_INODE_DAX;
+    send(Msg(FUSE_INIT, 0).in(init_in(7, 40, offer)));
+    ASSERT_EQ(reply.error(), 0);
+    auto o = out<fuse_init_out>();
+    EXPECT_FALSE(o.flags2 & uint32_t(FUSE_HAS_INODE_DAX >> 32));
+    EXPECT_FALSE(engine.negotiated().has(FUSE_HAS_INODE_DAX));
+}
+
+TEST_F(EngineTest, InodeDaxWithAWindowIsInFlags2) {
+    fs.window = kWindow;
+    send(Msg(FUSE_INIT, 0).in(init_in(7, 40, kKernelFlags | FUSE_MAP_ALIGNMENT | FUSE_HAS_INODE_DAX)));
+    ASSERT_EQ(reply.error(), 0);
+    auto o = out<fuse_init_out>();
+    // Bit 33: the second word, which the kernel reads only with INIT_EXT.
+    EXPECT_TRUE(o.flags2 & uint32_t(FUSE_HAS_INODE_DAX >> 32));
+    EXPECT_TRUE(o.flags & FUSE_INIT_EXT);
+    EXPECT_TRUE(engine.negotiated().has(FUSE_HAS_INODE_DAX));
+}
+
+TEST_F(EngineTest, InodeDaxIsNotForcedOnADaxAlwaysGuest) {
+    fs.window = kWindow;
+    send(Msg(FUSE_INIT, 0).in(init_in(7, 40, kKernelFlags | FUSE_MAP_ALIGNMENT)));
+    ASSERT_EQ(reply.error(), 0);
+    EXPECT_FALSE(out<fuse_init_out>().flags2 & uint32_t(FUSE_HAS_INODE_DAX >> 32));
+}
+
 TEST_F(EngineTest, MappingOpsWithoutWindowAreEnosys) {
     init();
     fuse_setupmapping_in in{};

@@ -11,27 +11,6 @@
 
 namespace holdfast::fs {
 
-namespace {
-void to_attr(const struct stat &st, fuse_attr &a)
-{
-    a.ino = st.st_ino;
-    a.size = st.st_size;
-    a.blocks = st.st_blocks;
-    a.atime = st.st_atim.tv_sec;
-    a.mtime = st.st_mtim.tv_sec;
-    a.ctime = st.st_ctim.tv_sec;
-    a.atimensec = st.st_atim.tv_nsec;
-    a.mtimensec = st.st_mtim.tv_nsec;
-    a.ctimensec = st.st_ctim.tv_nsec;
-    a.mode = st.st_mode;
-    a.nlink = st.st_nlink;
-    a.uid = st.st_uid;
-    a.gid = st.st_gid;
-    a.rdev = st.st_rdev;
-    a.blksize = st.st_blksize;
-}
-} // namespace
-
 int Passthrough::getattr(const fuse::Ctx &ctx, const fuse_getattr_in &in, fuse_attr_out &out)
 {
     auto ino = inodes_.get(ctx.nodeid);
@@ -46,7 +25,7 @@ int Passthrough::getattr(const fuse::Ctx &ctx, const fuse_getattr_in &in, fuse_a
         r = fstatat(ino->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
     if (r < 0)
         return -errno;
-    to_attr(st, out.attr);
+    fill_attr(*ino, st, out.attr);
     out.attr_valid = uint64_t(attr_timeout_);
     return 0;
 }
@@ -137,7 +116,7 @@ int Passthrough::setattr(const fuse::Ctx &ctx, const fuse_setattr_in &in, fuse_a
     struct stat st;
     if (fstatat(ino->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
         return -errno;
-    to_attr(st, out.attr);
+    fill_attr(*ino, st, out.attr);
     out.attr_valid = uint64_t(attr_timeout_);
     return 0;
 }

@@ -17,6 +17,9 @@
 
 #include <cerrno>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 
 namespace holdfast::fs {
 
@@ -39,6 +42,36 @@ size_t Passthrough::dax_mappings() const
 {
     std::lock_guard g(dax_mu_);
     return dax_table_ && dax_table_->valid() ? dax_table_->used() : 0;
+}
+
+uint32_t Passthrough::dax_attr_flags(const state::Inode &ino, const struct stat &st) const
+{
+    // Only a guest that asked (dax=inode) reads the flag, and only a
+    // window can serve it (the engine negotiates FUSE_HAS_INODE_DAX only
+    // with one).
+    if (!inode_dax_ || !S_ISREG(st.st_mode))
+        return 0;
+    switch (opts_.dax_inode) {
+    case DaxInodePolicy::all:
+        return FUSE_ATTR_DAX;
+    case DaxInodePolicy::none:
+        return 0;
+    case DaxInodePolicy::min_size:
+        return uint64_t(st.st_size) >= opts_.dax_inode_min_size ? FUSE_ATTR_DAX : 0;
+    case DaxInodePolicy::flag:
+        break;
+    }
+    // FS_IOC_FSGETXATTR needs an open file, not our O_PATH fd.  A file we
+    // cannot open (or a filesystem without the attribute, such as tmpfs)
+    // has no flag: the guest goes through the page cache.
+    int fd = reopen(ino, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return 0;
+    Fd owned(fd);
+    struct fsxattr fa {};
+    if (ioctl(fd, FS_IOC_FSGETXATTR, &fa) < 0)
+        return 0;
+    return (fa.fsx_xflags & FS_XFLAG_DAX) ? FUSE_ATTR_DAX : 0;
 }
 
 int Passthrough::dax_unmap(const state::DaxMapping &m)

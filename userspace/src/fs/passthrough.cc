@@ -123,6 +123,7 @@ void Passthrough::init(const fuse::Negotiated &n)
     // What the connection settled, not our option: a restarted server
     // must keep answering opens the way the kernel was told to expect.
     passthrough_ = n.has(fuse::kPassthrough);
+    inode_dax_ = n.has(FUSE_HAS_INODE_DAX);
 }
 
 void Passthrough::fill_entry(const Inode &ino, const struct stat &st, fuse_entry_out &out) const
@@ -133,7 +134,11 @@ void Passthrough::fill_entry(const Inode &ino, const struct stat &st, fuse_entry
     out.entry_valid_nsec = 0;
     out.attr_valid = uint64_t(attr_timeout_);
     out.attr_valid_nsec = 0;
-    fuse_attr &a = out.attr;
+    fill_attr(ino, st, out.attr);
+}
+
+void Passthrough::fill_attr(const Inode &ino, const struct stat &st, fuse_attr &a) const
+{
     a.ino = st.st_ino;
     a.size = st.st_size;
     a.blocks = st.st_blocks;
@@ -149,6 +154,7 @@ void Passthrough::fill_entry(const Inode &ino, const struct stat &st, fuse_entry
     a.gid = st.st_gid;
     a.rdev = st.st_rdev;
     a.blksize = st.st_blksize;
+    a.flags = dax_attr_flags(ino, st);
 }
 
 void Passthrough::handle_of(int fd, state::FileHandleBlob &fh)

@@ -41,6 +41,16 @@ enum class CacheMode { never, metadata, automatic, always };
 enum class CredsPolicy { all, create_only };
 const char *cache_mode_name(CacheMode m);
 bool parse_cache_mode(const char *s, CacheMode &out);
+// Which regular files a guest mounted with dax=inode maps through the DAX
+// window: those whose attributes carry FUSE_ATTR_DAX (fs/dax.cc).
+//   flag      the host file's own per-file DAX attribute (FS_XFLAG_DAX,
+//             chattr +x): the signal Documentation/filesystems/dax.rst
+//             gives for ext4 and xfs, and for a virtio-fs server to follow.
+//   all       every regular file; the same as the guest's dax=always.
+//   none      none; the same as the guest's dax=never.
+//   min_size  files of at least dax_inode_min_size bytes: each mapping
+//             takes a 2 MiB range of the window, small files waste it.
+enum class DaxInodePolicy { flag, all, none, min_size };
 
 struct Options {
     std::string shared_dir;
@@ -60,6 +70,8 @@ struct Options {
     // (set_backing()) and the writeback cache is off (the kernel refuses
     // the two together).
     bool passthrough = true;
+    DaxInodePolicy dax_inode = DaxInodePolicy::flag;
+    uint64_t dax_inode_min_size = 0;
 };
 
 // What survives a crash beyond the region: the fd store, if there is one,
@@ -185,6 +197,9 @@ class Passthrough final : public fuse::Filesystem {
     void dax_drop_all();
     // Mappings in the table (live or uncertain).
     size_t dax_mappings() const;
+    // FUSE_ATTR_DAX when a dax=inode guest is to map this file through the
+    // window (Options::dax_inode), else 0.
+    uint32_t dax_attr_flags(const state::Inode &ino, const struct stat &st) const;
 
     // The transport's way to register backing files for kernel
     // passthrough; before INIT (or adopt()).  Without it (vhost-user) no
@@ -224,6 +239,10 @@ class Passthrough final : public fuse::Filesystem {
     size_t rebind_by_path(const std::vector<state::MigratedPath> &paths,
                           std::vector<fdstore::NamedFd> &opened, bool foreign_root);
     void fill_entry(const state::Inode &ino, const struct stat &st, fuse_entry_out &out) const;
+    // Every attribute reply (entries, getattr, setattr) goes through here,
+    // so that the kernel sees the same FUSE_ATTR_DAX in all of them: it
+    // evicts an inode whose flag changes.
+    void fill_attr(const state::Inode &ino, const struct stat &st, fuse_attr &a) const;
     // "/proc/self/fd/N" reopen of an inode with new flags.
     int reopen(const state::Inode &ino, int flags) const;
     int reopen_fd(int fd, int flags) const;
@@ -301,6 +320,7 @@ class Passthrough final : public fuse::Filesystem {
     double attr_timeout_ = 1.0;
     bool writeback_ = false;
     bool passthrough_ = false; // FUSE_PASSTHROUGH negotiated
+    bool inode_dax_ = false;   // FUSE_HAS_INODE_DAX negotiated (a dax=inode guest)
     fuse::BackingFiles *backing_ = nullptr;
     BackingIds backing_ids_;
     std::atomic<bool> backing_refused_{false}; // logged once

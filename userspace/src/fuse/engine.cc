@@ -120,10 +120,11 @@ int Engine::do_init(const Request &req, Reply &out)
     if (kflags & FUSE_INIT_EXT)
         kflags |= uint64_t(in.flags2) << 32;
     uint64_t want = (kAlwaysFlags | fs_.init_flags(kflags) | limits_.extra_flags) & kflags;
-    // A guest mounted with dax asks for our alignment; without a window we
-    // leave the flag off and it never maps anything.
+    // A guest mounted with dax asks for our alignment, and one mounted with
+    // dax=inode for per-file DAX (FUSE_ATTR_DAX in attributes); without a
+    // window we leave both off and it never maps anything.
     if (fs_.dax_window_size())
-        want |= kflags & FUSE_MAP_ALIGNMENT;
+        want |= kflags & (FUSE_MAP_ALIGNMENT | FUSE_HAS_INODE_DAX);
 
     std::unique_lock neg_lock(neg_mu_);
     neg_.major = 7;
