@@ -117,3 +117,45 @@ TEST(DaxOptions, UsageMentionsIt)
 {
     EXPECT_TRUE(contains(holdfast::daemon::usage(), "--dax-window SIZE"));
 }
+
+// --dax-inode: which files a dax=inode guest maps.
+std::string dax_inode(const char *value, Options &o)
+{
+    return run({"--shared-dir", "/srv", "--socket-path", "/tmp/s.sock", "--dax-window", "64M",
+                "--dax-inode", value},
+               o);
+}
+
+TEST(DaxOptions, DaxInodePolicies)
+{
+    using holdfast::fs::DaxInodePolicy;
+    Options o;
+    ASSERT_EQ(dax("64M", o), "");
+    EXPECT_EQ(o.fs.dax_inode, DaxInodePolicy::flag); // the default
+    ASSERT_EQ(dax_inode("flag", o), "");
+    EXPECT_EQ(o.fs.dax_inode, DaxInodePolicy::flag);
+    ASSERT_EQ(dax_inode("all", o), "");
+    EXPECT_EQ(o.fs.dax_inode, DaxInodePolicy::all);
+    ASSERT_EQ(dax_inode("none", o), "");
+    EXPECT_EQ(o.fs.dax_inode, DaxInodePolicy::none);
+    ASSERT_EQ(dax_inode("min-size=1M", o), "");
+    EXPECT_EQ(o.fs.dax_inode, DaxInodePolicy::min_size);
+    EXPECT_EQ(o.fs.dax_inode_min_size, 1ull << 20);
+    ASSERT_EQ(dax_inode("min-size=0", o), "");
+    EXPECT_EQ(o.fs.dax_inode_min_size, 0u);
+}
+
+TEST(DaxOptions, DaxInodeBadValuesSayWhatIsWrong)
+{
+    Options o;
+    for (const char *bad : {"", "FLAG", "always", "min-size", "min-size=", "min-size=1X",
+                            "min-size=-1", "size>=1M"}) {
+        std::string e = dax_inode(bad, o);
+        EXPECT_TRUE(contains(e, "--dax-inode")) << bad << ": " << e;
+        EXPECT_TRUE(contains(e, std::string("'") + bad + "'")) << bad << ": " << e;
+    }
+    std::string e =
+        run({"--shared-dir", "/srv", "--socket-path", "/tmp/s", "--dax-inode", "all"}, o);
+    EXPECT_TRUE(contains(e, "--dax-inode needs --dax-window")) << e;
+    EXPECT_TRUE(contains(holdfast::daemon::usage(), "--dax-inode POLICY"));
+}

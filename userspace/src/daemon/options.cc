@@ -48,6 +48,7 @@ enum {
     kMigrationMode,
     kPrintCaps,
     kDaxWindow,
+    kDaxInode,
     kHelp,
     kVersion,
 };
@@ -116,6 +117,27 @@ bool parse_size(const char *s, uint64_t &out)
     out = uint64_t(v) << shift;
     return true;
 }
+// --dax-inode: flag, all, none or min-size=SIZE; what is wrong, or "".
+std::string parse_dax_inode(const char *s, fs::Options &out)
+{
+    static constexpr char kMin[] = "min-size=";
+    uint64_t v;
+    if (!strcmp(s, "flag"))
+        out.dax_inode = fs::DaxInodePolicy::flag;
+    else if (!strcmp(s, "all"))
+        out.dax_inode = fs::DaxInodePolicy::all;
+    else if (!strcmp(s, "none"))
+        out.dax_inode = fs::DaxInodePolicy::none;
+    else if (!strncmp(s, kMin, sizeof(kMin) - 1)) {
+        if (!parse_size(s + sizeof(kMin) - 1, v))
+            return "has no size after min-size= (a number, optionally followed by K, M, G or T)";
+        out.dax_inode = fs::DaxInodePolicy::min_size;
+        out.dax_inode_min_size = v;
+    } else {
+        return "is not flag, all, none or min-size=SIZE";
+    }
+    return "";
+}
 } // namespace
 
 const char *transport_name(Options::Transport t)
@@ -173,6 +195,10 @@ const char *usage()
            "  --dax-window SIZE         vhost-user mode: the virtio-fs DAX window (the\n"
            "                            device's cache size), a multiple of 2M up to 1T,\n"
            "                            K/M/G/T suffixes; 0 (default): no DAX\n"
+           "  --dax-inode POLICY        with --dax-window, the files a guest mounted with\n"
+           "                            dax=inode maps: flag (default: those with the host\n"
+           "                            attribute FS_XFLAG_DAX, chattr +x), all, none, or\n"
+           "                            min-size=SIZE (files of at least SIZE bytes)\n"
            "  --print-capabilities      print the vhost-user back-end capabilities (JSON)\n"
            "  --thread-pool-size N      worker threads, 1..1024 (default: CPUs, at least 2)\n"
            "  --cache MODE              auto|always|never|metadata (default: auto)\n"
@@ -245,6 +271,7 @@ std::string parse(int argc, char **argv, Options &out)
         {"migration-mode", required_argument, nullptr, kMigrationMode},
         {"print-capabilities", no_argument, nullptr, kPrintCaps},
         {"dax-window", required_argument, nullptr, kDaxWindow},
+        {"dax-inode", required_argument, nullptr, kDaxInode},
         {"help", no_argument, nullptr, kHelp},
         {"version", no_argument, nullptr, kVersion},
         {nullptr, 0, nullptr, 0},
@@ -432,6 +459,11 @@ std::string parse(int argc, char **argv, Options &out)
                 return std::string("--dax-window: '") + optarg + "' is larger than 1T";
             out.dax_window = v;
             break;
+        case kDaxInode:
+            if (std::string err = parse_dax_inode(optarg, out.fs); !err.empty())
+                return "--dax-inode: '" + std::string(optarg) + "' " + err;
+            out.dax_inode_set = true;
+            break;
         case kPrintCaps:
             out.print_capabilities = true;
             return "";
@@ -472,6 +504,8 @@ std::string parse(int argc, char **argv, Options &out)
                "(--socket-path/--fd)";
     if (!out.vhost() && out.dax_window)
         return "--dax-window is for vhost-user mode (--socket-path/--fd)";
+    if (out.dax_inode_set && !out.dax_window)
+        return "--dax-inode needs --dax-window (without a window nothing is mapped)";
     if (out.qmp_socket.empty() != out.qmp_device.empty())
         return "--qmp-socket and --qmp-device go together";
     if (!out.qmp_socket.empty())

@@ -62,6 +62,7 @@ struct Options {
     // back-end request channel and SHMEM, serve SETUPMAPPING/REMOVEMAPPING.
     // 0: no DAX.
     uint64_t dax_window = 0;
+    bool dax_inode_set = false; // --dax-inode given (fs.dax_inode)
     bool print_capabilities = false;
     bool vhost() const { return !socket_path.empty() || listen_fd >= 0; }
     bool help = false;
