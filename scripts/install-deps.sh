@@ -8,7 +8,9 @@ set -euo pipefail
 BUILD="build-essential g++ cmake ninja-build pkg-config liburing-dev libfuse3-dev"
 RUNTIME="fuse3 attr acl"
 TEST="libgtest-dev googletest xz-utils"
-BENCH="fio meson dpkg-dev"
+# libnuma-dev: libfuse 3.18 (the benchmark's sid peer) builds its
+# FUSE-over-io_uring support only with liburing and libnuma.
+BENCH="fio meson dpkg-dev libnuma-dev"
 # make check-vm: QEMU (TCG) test VMs; the initramfs is busybox-static + kmod,
 # packed with cpio; bc times the runs; python3 speaks QMP.  QEMU itself must
 # be >= 10 (see below).
