@@ -221,7 +221,11 @@ declare -A HOLDFASTD_HAS_OPT=()
 
 col_native_check() { return 0; }
 
+# Once per run, whichever holdfastd column asks first (HOLDFASTD_ORIG is set
+# from the start, so it cannot tell whether the snapshot was taken).
+HOLDFASTD_SNAP=""
 col_holdfastd_check() {
+	[ -n "$HOLDFASTD_SNAP" ] && return 0
 	[ -x "$HOLDFASTD" ] || { log "holdfastd: no binary at $HOLDFASTD (build it, or set HOLDFASTD)"; return 1; }
 	# Benchmark a snapshot: the build tree may be rebuilt while we run.
 	# holdfastd execs the holdfast-fdstore next to it, so copy that too.
@@ -238,6 +242,7 @@ col_holdfastd_check() {
 	for o in --ready-fd --cache --passthrough; do
 		if grep -q -- "$o" <<<"$help"; then HOLDFASTD_HAS_OPT[$o]=1; fi
 	done
+	HOLDFASTD_SNAP=$HOLDFASTD
 	return 0
 }
 col_holdfastd_cmd() {
@@ -253,7 +258,7 @@ col_holdfastd_cmd() {
 }
 col_holdfastd_ready_fd() { [ -n "${HOLDFASTD_HAS_OPT[--ready-fd]:-}" ]; }
 
-col_holdfastd_norecovery_check() { [ -n "${HOLDFASTD_ORIG:-}" ] || col_holdfastd_check; }
+col_holdfastd_norecovery_check() { col_holdfastd_check; }
 col_holdfastd_norecovery_cmd() { col_holdfastd_cmd "$1" "$2"; CMD+=(--recovery off); }
 col_holdfastd_norecovery_ready_fd() { col_holdfastd_ready_fd; }
 
@@ -262,7 +267,7 @@ col_holdfastd_norecovery_ready_fd() { col_holdfastd_ready_fd; }
 ENABLE_URING=/sys/module/fuse/parameters/enable_uring
 URING_OLD=""
 col_holdfastd_uring_check() {
-	[ -n "${HOLDFASTD_ORIG:-}" ] || col_holdfastd_check || return 1
+	col_holdfastd_check || return 1
 	[ -e "$ENABLE_URING" ] || { log "holdfastd_uring: no $ENABLE_URING (kernel without FUSE-over-io_uring)"; return 1; }
 	if [ -z "$URING_OLD" ]; then
 		URING_OLD=$(cat "$ENABLE_URING")
@@ -275,7 +280,7 @@ col_holdfastd_uring_ready_fd() { col_holdfastd_ready_fd; }
 # Kernel passthrough: a holdfastd that has the option (the kernel must offer
 # FUSE_PASSTHROUGH, 6.9+, and the server must be root; it says so in its log).
 col_holdfastd_passthrough_check() {
-	[ -n "${HOLDFASTD_ORIG:-}" ] || col_holdfastd_check || return 1
+	col_holdfastd_check || return 1
 	[ -n "${HOLDFASTD_HAS_OPT[--passthrough]:-}" ] || { log "holdfastd_passthrough: this holdfastd has no --passthrough"; return 1; }
 }
 col_holdfastd_passthrough_cmd() { col_holdfastd_cmd "$1" "$2"; CMD+=(--passthrough on); }
@@ -553,7 +558,7 @@ tar -cf "$TARBALL" -C "$(dirname "$TAR_SRC")" "$(basename "$TAR_SRC")" 2>>"$RUNL
 	echo "kernel: $(uname -r); cpus: $(nproc); reps: $REPS; quick: $QUICK"
 	echo "files: $FILES; file: $FILE_MIB MiB; fio: $FIO_SECONDS s; tar: $TAR_SRC ($TAR_MIB MiB); tmpfs: $size_mib MiB at $SCRATCH"
 	for c in "${COLS[@]}"; do echo "column $c: ${COL_NOTE[$c]}"; done
-	if [[ " ${COLS[*]} " == *" holdfastd "* ]]; then
+	if [ -n "$HOLDFASTD_SNAP" ]; then
 		echo "holdfastd: snapshot of $HOLDFASTD_ORIG ($(stat -c %y "$HOLDFASTD_ORIG" 2>/dev/null), sha256 $(sha256sum "$HOLDFASTD" | cut -c1-16)); $("$HOLDFASTD" --version 2>&1 | head -1)"
 		CMD=(); col_holdfastd_cmd SRC MNT
 		echo "holdfastd argv: ${CMD[*]}"
