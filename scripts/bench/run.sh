@@ -9,7 +9,9 @@
 #                             [--out DIR] [--list]
 #   --reps N        repetitions (default 3); the table shows medians
 #   --quick         smoke-run sizes: 1k files, 64 MiB file, /usr/include/linux, 2 s fio
-#   --columns LIST  columns to run, in order (default: native,holdfastd,passthrough_hp)
+#   --columns LIST  columns to run, in order (default: native,holdfastd,
+#                   holdfastd_norecovery,passthrough_hp); "modes" stands for
+#                   every holdfastd mode with its libfuse 3.18 peer (see --list)
 #   --rows LIST     rows to run (default: all default rows, see --list)
 #   --out DIR       results directory (default: $HOLDFAST_CACHE/bench/<timestamp>)
 #   --list          list the known columns and rows and exit
@@ -204,8 +206,14 @@ row_randread() {
 # col_NAME_cmd SRC MNT: sets CMD=(server argv) for FUSE columns; a column
 #                 without col_NAME_cmd is the native directory itself.
 # READY_FD_COLUMNS: columns whose server takes --ready-fd N.
-ALL_COLUMNS="native holdfastd holdfastd_norecovery holdfastd_uring holdfastd_passthrough holdfastd_uring_passthrough passthrough_hp passthrough_hp_nosplice passthrough_hp_stock"
+ALL_COLUMNS="native holdfastd holdfastd_norecovery holdfastd_uring holdfastd_passthrough holdfastd_uring_passthrough passthrough_hp passthrough_hp_nosplice passthrough_hp_stock passthrough_hp318 passthrough_hp318_uring passthrough_hp318_passthrough passthrough_hp318_uring_passthrough"
 DEFAULT_COLUMNS="native holdfastd holdfastd_norecovery passthrough_hp"
+# Named sets for --columns.  "modes": every transport/passthrough mode of
+# holdfastd next to libfuse 3.18's passthrough_hp in the same mode (and
+# 3.14's /dev/fuse peer, the one the default run compares with).
+declare -A COLUMN_SETS=(
+	[modes]="native holdfastd holdfastd_uring holdfastd_passthrough holdfastd_uring_passthrough passthrough_hp passthrough_hp318 passthrough_hp318_uring passthrough_hp318_passthrough passthrough_hp318_uring_passthrough"
+)
 declare -A COL_NOTE=(
 	[native]="the tmpfs directory itself"
 	[holdfastd]="holdfastd defaults, --cache auto pinned: 1 s entry/attr timeouts, no writeback, no keep_cache; --passthrough off pinned (the server does every read and write); threads = CPUs (min 2); crash recovery on (runs under holdfast-fdstore); no default_permissions (server checks, switching credentials per request); --ready-fd"
@@ -216,6 +224,10 @@ declare -A COL_NOTE=(
 	[passthrough_hp]="libfuse 3.14 passthrough_hp patched to --cache auto policy: 1 s entry/attr timeouts, no writeback, no keep_cache; splice + mt loop stock; --foreground"
 	[passthrough_hp_nosplice]="passthrough_hp (the patched --cache auto build) with --nosplice: read/write through user buffers, as holdfastd does"
 	[passthrough_hp_stock]="libfuse 3.14 passthrough_hp, stock flags (86400 s timeouts, writeback cache, keep_cache, splice); --foreground"
+	[passthrough_hp318]="libfuse 3.18 (sid's fuse3, its own libfuse) passthrough_hp patched to --cache auto policy like passthrough_hp; --nopassthrough, /dev/fuse; splice + mt loop stock; --foreground"
+	[passthrough_hp318_uring]="passthrough_hp318 with -o io_uring (FUSE-over-io_uring, libfuse's default queue depth 8, one queue per CPU; enable_uring set to Y for the run and restored at exit); --nopassthrough"
+	[passthrough_hp318_passthrough]="passthrough_hp318 over /dev/fuse with its default kernel passthrough (FUSE_PASSTHROUGH, backing file per inode at open)"
+	[passthrough_hp318_uring_passthrough]="passthrough_hp318 with -o io_uring and its default kernel passthrough"
 )
 declare -A HOLDFASTD_HAS_OPT=()
 
@@ -266,13 +278,16 @@ col_holdfastd_norecovery_ready_fd() { col_holdfastd_ready_fd; }
 # goes back in cleanup().
 ENABLE_URING=/sys/module/fuse/parameters/enable_uring
 URING_OLD=""
-col_holdfastd_uring_check() {
-	col_holdfastd_check || return 1
-	[ -e "$ENABLE_URING" ] || { log "holdfastd_uring: no $ENABLE_URING (kernel without FUSE-over-io_uring)"; return 1; }
+uring_enable() { # uring_enable COLUMN: enable_uring=Y for the rest of the run
+	[ -e "$ENABLE_URING" ] || { log "$1: no $ENABLE_URING (kernel without FUSE-over-io_uring)"; return 1; }
 	if [ -z "$URING_OLD" ]; then
 		URING_OLD=$(cat "$ENABLE_URING")
-		echo Y >"$ENABLE_URING" 2>/dev/null || { log "holdfastd_uring: cannot write $ENABLE_URING"; URING_OLD=""; return 1; }
+		echo Y >"$ENABLE_URING" 2>/dev/null || { log "$1: cannot write $ENABLE_URING"; URING_OLD=""; return 1; }
 	fi
+}
+col_holdfastd_uring_check() {
+	col_holdfastd_check || return 1
+	uring_enable holdfastd_uring
 }
 col_holdfastd_uring_cmd() { col_holdfastd_cmd "$1" "$2"; CMD+=(--transport uring); }
 col_holdfastd_uring_ready_fd() { col_holdfastd_ready_fd; }
@@ -305,20 +320,72 @@ col_passthrough_hp_stock_check() {
 }
 col_passthrough_hp_stock_cmd() { CMD=("$PHP_STOCK" --foreground "$1" "$2"); }
 
-# Ratio columns of the table: "A:B" = A / B.
-RATIOS="holdfastd:native holdfastd:passthrough_hp holdfastd:holdfastd_norecovery holdfastd_uring:holdfastd holdfastd_uring:passthrough_hp holdfastd_passthrough:holdfastd holdfastd_passthrough:passthrough_hp holdfastd_uring_passthrough:passthrough_hp"
+# libfuse 3.18 from sid (see build-passthrough-hp.sh --suite=sid), the peer
+# for holdfastd's io_uring and passthrough modes, all four built the same
+# (--cache auto patch) and differing only in flags.  3.18 turns kernel
+# passthrough on by default; --nopassthrough is the /dev/fuse data path.
+# libfuse quietly falls back when the kernel refuses a mode, so
+# col_NAME_verify checks after the mount that the server runs the mode we
+# name the column after.
+PHP318=""
+col_passthrough_hp318_check() {
+	[ -n "$PHP318" ] && return 0
+	PHP318=$("$SCRIPT_DIR/build-passthrough-hp.sh" --suite=sid --variant=auto) || { log "passthrough_hp318: build failed"; return 1; }
+}
+col_passthrough_hp318_cmd() { CMD=("$PHP318" --foreground --nopassthrough "$1" "$2"); }
+col_passthrough_hp318_verify() { php318_verify "$1" "$2" dev; }
+
+col_passthrough_hp318_uring_check() { col_passthrough_hp318_check && uring_enable passthrough_hp318_uring; }
+col_passthrough_hp318_uring_cmd() { CMD=("$PHP318" --foreground --nopassthrough -o io_uring "$1" "$2"); }
+col_passthrough_hp318_uring_verify() { php318_verify "$1" "$2" uring; }
+
+col_passthrough_hp318_passthrough_check() { col_passthrough_hp318_check; }
+col_passthrough_hp318_passthrough_cmd() { CMD=("$PHP318" --foreground "$1" "$2"); }
+col_passthrough_hp318_passthrough_verify() { php318_verify "$1" "$2" dev; }
+
+col_passthrough_hp318_uring_passthrough_check() { col_passthrough_hp318_uring_check; }
+col_passthrough_hp318_uring_passthrough_cmd() { CMD=("$PHP318" --foreground -o io_uring "$1" "$2"); }
+col_passthrough_hp318_uring_passthrough_verify() { php318_verify "$1" "$2" uring; }
+
+# php318_verify PID MNT dev|uring: the transport libfuse really uses.  A
+# stat waits for INIT, after which libfuse has set up its rings (one
+# io_uring fd per queue); "dev" must have none (FUSE_URING_ENABLE in the
+# environment could turn them on).  Passthrough failures are logged by
+# passthrough_hp itself and counted after the run (PASSTHROUGH_FAILED).
+php318_verify() {
+	local pid=$1 mnt=$2 want=$3 n=0 i
+	timeout 10 stat "$mnt/" >/dev/null 2>&1 || { echo "mount does not answer"; return 1; }
+	for ((i = 0; i < 30; i++)); do
+		n=$(find "/proc/$pid/fd" -lname 'anon_inode:\[io_uring\]' 2>/dev/null | wc -l)
+		[ "$want" = dev ] || [ "$n" -gt 0 ] && break
+		sleep 0.1
+	done
+	if [ "$want" = uring ] && [ "$n" = 0 ]; then echo "no io_uring queues: libfuse fell back to /dev/fuse"; return 1; fi
+	if [ "$want" = dev ] && [ "$n" != 0 ]; then echo "$n io_uring fds in a /dev/fuse column"; return 1; fi
+	return 0
+}
+# What passthrough_hp prints when the kernel refuses a backing file; it
+# then serves the file's reads and writes itself, silently.
+PASSTHROUGH_FAILED="fuse_passthrough_open failed"
+
+# Ratio columns of the table: "A:B" = A / B.  "A:B1|B2": A / the first of
+# B1, B2 that runs, so each holdfastd mode meets the peer in the same mode
+# (libfuse 3.18's) and falls back to 3.14's /dev/fuse peer without it.
+RATIOS="holdfastd:native holdfastd:passthrough_hp holdfastd:passthrough_hp318 holdfastd:holdfastd_norecovery holdfastd_uring:holdfastd holdfastd_uring:passthrough_hp318_uring|passthrough_hp holdfastd_passthrough:holdfastd holdfastd_passthrough:passthrough_hp318_passthrough|passthrough_hp holdfastd_uring_passthrough:passthrough_hp318_uring_passthrough|passthrough_hp"
 
 # ---------------------------------------------------------------- list
 if [ "$LIST" = 1 ]; then
 	echo "columns (default: $DEFAULT_COLUMNS):"
-	for c in $ALL_COLUMNS; do printf '  %-24s %s\n' "$c" "${COL_NOTE[$c]}"; done
+	for c in $ALL_COLUMNS; do printf '  %-36s %s\n' "$c" "${COL_NOTE[$c]}"; done
+	for c in "${!COLUMN_SETS[@]}"; do echo "column set $c: ${COLUMN_SETS[$c]}"; done
 	echo "rows (default: $DEFAULT_ROWS):"
 	for r in $DEFAULT_ROWS; do printf '  %-10s %s\n' "$r" "$(row_field "$r" 4)"; done
 	exit 0
 fi
 
 # ---------------------------------------------------------------- selection
-COLUMNS=${COLUMNS_ARG//,/ }
+COLUMNS=""
+for c in ${COLUMNS_ARG//,/ }; do COLUMNS="$COLUMNS ${COLUMN_SETS[$c]:-$c}"; done
 COLUMNS=${COLUMNS:-$DEFAULT_COLUMNS}
 ROWS=${ROWS_ARG//,/ }
 ROWS=${ROWS:-$DEFAULT_ROWS}
@@ -461,9 +528,13 @@ for d in /tmp/holdfast-bench.*; do
 	rm -rf --one-file-system "$d" 2>/dev/null || true
 done
 
-start_server() { # start_server COLUMN SRC MNT LOG: launch, wait until mounted
+# START_WHY: why the last start_server failed, when it knows more than
+# "did not start".
+START_WHY=""
+start_server() { # start_server COLUMN SRC MNT LOG: launch, wait until mounted (and verified)
 	local c=$1 src=$2 mnt=$3 logf=$4 fifo rfd pid line="" i ok=0 use_fd=0 how="" t0
 	t0=$(now)
+	START_WHY=""
 	CMD=()
 	"col_${c}_cmd" "$src" "$mnt"
 	declare -F "col_${c}_ready_fd" >/dev/null && "col_${c}_ready_fd" && use_fd=1
@@ -503,6 +574,13 @@ start_server() { # start_server COLUMN SRC MNT LOG: launch, wait until mounted
 	fi
 	SRV_CONN[$c]=$(mount_minor "$mnt")
 	echo "# ready after $(elapsed "$t0" "$(now)") s ($how), pid $pid, connection ${SRV_CONN[$c]}, fstype $(mount_fstype "$mnt")" >>"$logf"
+	if declare -F "col_${c}_verify" >/dev/null && ! START_WHY=$("col_${c}_verify" "$pid" "$mnt"); then
+		START_WHY="not in its mode: $START_WHY"
+		log "$c: $START_WHY"
+		echo "# $START_WHY" >>"$logf"
+		stop_server "$c"
+		return 1
+	fi
 	return 0
 }
 
@@ -563,6 +641,8 @@ tar -cf "$TARBALL" -C "$(dirname "$TAR_SRC")" "$(basename "$TAR_SRC")" 2>>"$RUNL
 		CMD=(); col_holdfastd_cmd SRC MNT
 		echo "holdfastd argv: ${CMD[*]}"
 	fi
+	[ -z "$PHP_AUTO" ] || echo "passthrough_hp (3.14): $PHP_AUTO"
+	[ -z "$PHP318" ] || echo "passthrough_hp318: $PHP318"
 } >"$OUT/meta.txt"
 log "results: $OUT"
 log "columns: ${COLS[*]}; rows: ${ROWL[*]}; reps: $REPS; tmpfs ${size_mib} MiB"
@@ -617,7 +697,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
 			if start_server "$c" "$src" "$mnt" "$OUT/logs/$c.log"; then
 				COL_DIR[$c]=$mnt
 			else
-				COL_DEAD[$c]="did not start"
+				COL_DEAD[$c]=${START_WHY:-did not start}
 				ERRORS=$((ERRORS + 1))
 			fi
 		else
@@ -706,7 +786,16 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 	echo
 } >"$TABLE"
 
-awk -F, -v cols="${COLS[*]}" -v rows="${ROWL[*]}" -v ratios="$RATIOS" -v rowtable="$ROWS_TABLE" '
+# The ratio pairs whose columns ran ("A:B1|B2" -> A:first Bi that ran).
+RATIOS_RUN=""
+for pair in $RATIOS; do
+	IFS='|' read -r -a alts <<<"${pair#*:}"
+	for b in "${alts[@]}"; do
+		if [[ " ${COLS[*]} " == *" $b "* ]]; then RATIOS_RUN="$RATIOS_RUN ${pair%%:*}:$b"; break; fi
+	done
+done
+
+awk -F, -v cols="${COLS[*]}" -v rows="${ROWL[*]}" -v ratios="$RATIOS_RUN" -v rowtable="$ROWS_TABLE" '
 function median(s,    a, n, i, j, t) {
 	n = split(s, a, " ")
 	for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > t + 0; j--) a[j + 1] = a[j]; a[j + 1] = t }
@@ -773,6 +862,12 @@ secs=$(awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "%.0f", b - a }')
 	echo
 	for c in "${COLS[@]}"; do echo "- $c: ${COL_NOTE[$c]}"; done
 	[ -z "$SKIPPED" ] || echo "- **skipped (could not run):$SKIPPED** (see the log above the table)"
+	for c in "${COLS[@]}"; do
+		n=$(grep -cF -- "$PASSTHROUGH_FAILED" "$OUT/logs/$c.log" 2>/dev/null) || n=0
+		[ "$n" = 0 ] && continue
+		ERRORS=$((ERRORS + 1))
+		echo "- **$c: the kernel refused a passthrough backing file $n time(s); passthrough_hp then served reads and writes itself, so this column is not all passthrough**"
+	done
 	# What the servers said that looks like trouble (crash, restart, error);
 	# our own "# ..." lines and info/debug messages are not.
 	trouble() { grep -v -e '^# ' -e ' info: ' -e ' debug: ' | grep -iE 'error|warn|crash|restart|signal|abort|fatal|fail|killed|dump'; }
