@@ -37,34 +37,12 @@ set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-BUILD=${BUILD:-$root/build}
-HOLDFASTD=${HOLDFASTD:-$BUILD/userspace/holdfastd}
+DAX_SCRIPT=dax-smoke
+. "$here/dax-lib.sh"
 SIZE=$((64 << 20))
 TIMEOUT=${HF_DAX_TIMEOUT:-240}
 
-pass=0
-fail=0
-n=0
-ok() { n=$((n + 1)); pass=$((pass + 1)); echo "ok $n $*"; }
-notok() { n=$((n + 1)); fail=$((fail + 1)); echo "not ok $n $*"; }
-bail() {
-	echo "dax-smoke: $*" >&2
-	echo "$pass passed, $((fail + 1)) failed"
-	exit 1
-}
-
-[ "$(id -u)" = 0 ] || bail "must run as root (holdfastd serves as root)"
-[ -x "$HOLDFASTD" ] || bail "$HOLDFASTD not built"
-if [ -z "${QEMU:-}" ]; then
-	QEMU=$("$root/qemu/build.sh" | tail -n1) || bail "qemu/build.sh failed"
-fi
-[ -x "$QEMU" ] || bail "no QEMU at '$QEMU'"
-# (Captured first: "| grep -q" under pipefail fails when grep leaves early.)
-props=$("$QEMU" -device vhost-user-fs-pci,help 2>/dev/null)
-grep -q cache-size <<<"$props" ||
-	bail "$QEMU has no vhost-user-fs-pci cache-size (not the patched QEMU)"
-kdir=$("$root/scripts/vm/fetch-kernel.sh" 6.12) || bail "no 6.12 guest kernel"
-vmlinuz=$(ls "$kdir"/boot/vmlinuz-* | head -n1)
+dax_prereqs
 
 W=$(mktemp -d /tmp/hf-dax.XXXXXX)
 chmod 755 "$W"
@@ -140,29 +118,19 @@ boot() {
 	for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.05; done
 	[ -S "$sock" ] || { cat "$W/$name/backend.log" >&2; notok "$name: the back-end listens"; return; }
 	t0=$(date +%s)
-	"$QEMU" -accel tcg,thread=multi -m 1G \
-		-object memory-backend-memfd,id=mem,size=1G,share=on -machine pc,memory-backend=mem \
-		-kernel "$vmlinuz" -initrd "$W/initrd.gz" \
-		-append "console=ttyS0 loglevel=4 panic=-1 no_timer_check iomem=relaxed dax.tag=dax dax.size=$size dax.mode=$mode dax.serve=$serve" \
-		-display none -nodefaults -no-reboot -serial "file:$W/$name/serial.log" \
+	vm_args 1G "$W/$name/serial.log" "$W/initrd.gz" \
+		"iomem=relaxed dax.tag=dax dax.size=$size dax.mode=$mode dax.serve=$serve"
+	"$QEMU" "${vm[@]}" \
 		-qmp "unix:$W/$name/qmp.sock,server=on,wait=off" \
 		-chardev "socket,id=c0,path=$sock" \
 		-device "vhost-user-fs-pci,id=fs0,chardev=c0,tag=dax,cache-size=$size" \
 		>"$W/$name/qemu.log" 2>&1 &
 	qpid=$!
 	[ "$mode" = plug ] && replug "$name" "$size"
-	while kill -0 "$qpid" 2>/dev/null && [ $(($(date +%s) - t0)) -lt "$TIMEOUT" ]; do sleep 0.5; done
-	if kill -0 "$qpid" 2>/dev/null; then
-		echo "# $name: VM still running after ${TIMEOUT}s: stopping it"
-		kill -9 "$qpid"
-	fi
-	wait "$qpid"
+	wait_vm "$qpid" "$t0" "$name"
 	rc=$?
 	qpid=
-	# The back-end leaves when QEMU does.
-	for _ in $(seq 1 50); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
-	kill -0 "$dpid" 2>/dev/null && kill "$dpid"
-	wait "$dpid"
+	reap_backend "$dpid"
 	drc=$?
 	dpid=
 	[ "${HF_VM_SERIAL:-0}" = 1 ] && sed "s/^/# $name serial: /" "$W/$name/serial.log"
