@@ -37,7 +37,7 @@ vm-selftests: deps
 # The guest suite in QEMU (TCG) VMs on the Debian 6.12 and 6.1 cloud
 # kernels, served by holdfastd as vhost-user-fs back-end, live migration
 # of a guest between QEMUs (selftests/vm/migrate-vm.sh), and the DAX
-# window through our patched QEMU (selftests/vm/dax-smoke.sh).
+# window through our patched QEMU (selftests/vm/dax-smoke.sh, dax-guest.sh).
 check-vm: build vm-selftests
 	@./scripts/check.sh vm migrate dax
 

@@ -67,8 +67,12 @@ run_migrate() {
 	run_counted migrate-refuse "$top/selftests/vm/migrate-vm.sh" --refuse
 }
 # The virtio-fs DAX window end to end: our patched QEMU (qemu/build.sh,
-# built once into the cache) and holdfastd --dax-window.
-run_dax() { run_counted dax "$top/selftests/vm/dax-smoke.sh"; }
+# built once into the cache) and holdfastd --dax-window; then the guest
+# selftests over it (dax=always, reclaim, truncate, dax=inode).
+run_dax() {
+	run_counted dax "$top/selftests/vm/dax-smoke.sh"
+	run_counted dax-guest "$top/selftests/vm/dax-guest.sh"
+}
 # Unit tests and host selftests again under ASan/UBSan (its own build).
 run_asan() { run_counted asan "$top/scripts/check-asan.sh"; }
 
