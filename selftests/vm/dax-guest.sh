@@ -33,6 +33,7 @@ set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 DAX_SCRIPT=dax-guest
+# shellcheck source-path=SCRIPTDIR source=dax-lib.sh
 . "$here/dax-lib.sh"
 TEST_BIN=${DAX_TEST:-$BUILD/selftests/guest/dax_test}
 TIMEOUT=${HF_DAX_TIMEOUT:-240}

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0
+# shellcheck shell=bash disable=SC2034
 #
 # Sourced by the DAX VM tests (dax-smoke.sh, dax-guest.sh): their TAP
 # counters, and what both need before they boot a guest.  The caller sets

@@ -38,6 +38,7 @@ set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 DAX_SCRIPT=dax-smoke
+# shellcheck source-path=SCRIPTDIR source=dax-lib.sh
 . "$here/dax-lib.sh"
 SIZE=$((64 << 20))
 TIMEOUT=${HF_DAX_TIMEOUT:-240}
