@@ -24,6 +24,7 @@
  *                             that value, "mixed", or "short N"
  *   write PATH OFF LEN BYTE   pwrite LEN bytes of BYTE; answer "ok"
  *   size PATH                 answer: st_size
+ *   setdax PATH 0|1           clear or set FS_XFLAG_DAX; answer "ok"
  *
  * What the host script checks afterwards: holdfastd's FUSE_REMOVEMAPPING
  * count for /mnt/dax (reclaim happened: more than the umount's evictions
@@ -528,6 +529,36 @@ TEST(inode_plain_file_is_not_dax)
 {
 	ASSERT_TRUE(mounted_with(INODE, "dax=inode")) TH_LOG(INODE " is not mounted dax=inode");
 	inode_file(_metadata, "plain", 8 * RANGE, 0, 0xe1);
+}
+
+/* The host clears and sets FS_XFLAG_DAX: the guest's inode follows once
+ * it is set up again (the kernel drops an inode whose flag changed as soon
+ * as nobody uses it; the next lookup brings it back in the new mode). */
+static bool wait_dax(const char *path, int want)
+{
+	struct timespec t = { 0, 200 * 1000 * 1000 };
+	int i;
+
+	for (i = 0; i < 50; i++) {
+		if (is_dax(path) == want)
+			return true;
+		nanosleep(&t, NULL);
+	}
+	return false;
+}
+
+TEST(inode_host_flag_change_takes_effect)
+{
+	char ans[64];
+
+	ASSERT_TRUE(mounted_with(INODE, "dax=inode")) TH_LOG(INODE " is not mounted dax=inode");
+	ASSERT_TRUE(wait_dax(INODE "/flagged", 1));
+	ASSERT_EQ(host("setdax i/flagged 0", ans, sizeof(ans)), 0);
+	ASSERT_STREQ(ans, "ok");
+	EXPECT_TRUE(wait_dax(INODE "/flagged", 0)) TH_LOG("still DAX 10 s after chattr -x");
+	ASSERT_EQ(host("setdax i/flagged 1", ans, sizeof(ans)), 0);
+	ASSERT_STREQ(ans, "ok");
+	EXPECT_TRUE(wait_dax(INODE "/flagged", 1)) TH_LOG("not DAX 10 s after chattr +x");
 }
 
 TEST_HARNESS_MAIN

@@ -12,7 +12,8 @@
 # MAP_SHARED coherence between guest and host both ways, read()/write()
 # against mmap, reclaim with many more ranges than the window holds from
 # several processes, ftruncate of a mapped file (SIGBUS past EOF), and
-# dax=inode (the host file with FS_XFLAG_DAX is DAX, the other not).
+# dax=inode (the host file with FS_XFLAG_DAX is DAX, the other not, and
+# a chattr on the host takes effect in the guest).
 # Its host-side checks go through request files that a watcher here
 # answers (see dax_test.c).  Then, on the host: QEMU and both holdfastd
 # exited cleanly, daxa's holdfastd counted FUSE_REMOVEMAPPING (the guest
@@ -91,7 +92,7 @@ lsattr "$W/i/flagged" "$W/i/plain" | sed 's/^/# lsattr: /'
 
 # The guest's host-side requests (dax_test.c, host()).
 python3 - "$W/a" "$W/i" <<'EOF' >"$W/watcher.log" 2>&1 &
-import os, sys, time
+import fcntl, os, struct, sys, time
 roots = {"a": os.path.realpath(sys.argv[1]), "i": os.path.realpath(sys.argv[2])}
 reqdir = os.path.join(roots["i"], ".hf-req")
 
@@ -118,6 +119,18 @@ def run(cmd):
         fd = os.open(resolve(w[1]), os.O_WRONLY)
         try:
             os.pwrite(fd, bytes([v]) * n, off)
+        finally:
+            os.close(fd)
+        return "ok"
+    if w[0] == "setdax":
+        # struct fsxattr (28 bytes), fsx_xflags first; FS_XFLAG_DAX 0x8000
+        fd = os.open(resolve(w[1]), os.O_RDONLY)
+        try:
+            fa = bytearray(fcntl.ioctl(fd, 0x801C581F, bytes(28)))  # FS_IOC_FSGETXATTR
+            x = struct.unpack_from("I", fa)[0]
+            x = x | 0x8000 if w[2] == "1" else x & ~0x8000
+            struct.pack_into("I", fa, 0, x)
+            fcntl.ioctl(fd, 0x401C5820, bytes(fa))  # FS_IOC_FSSETXATTR
         finally:
             os.close(fd)
         return "ok"
