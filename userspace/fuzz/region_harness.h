@@ -7,7 +7,10 @@
 // The template region is made once per process by a real Passthrough over
 // a small directory (inside the sandbox): a root, looked-up files and
 // directories with real file handles, a freed slot, open file and directory
-// handles, journal records and a settled INIT record.
+// handles, journal records (one with a READDIRPLUS reference list) and a
+// settled INIT record.  Its io_uring entry table is small, so that every
+// table, the DAX area and the reference lists included, lies within the
+// first 64 KiB the corruptions reach.
 //
 // Input format:
 //   byte 0   memfd size: the template's size + int8(byte 0) * 64
@@ -83,7 +86,8 @@ class RegionHarness {
         g.inode_capacity = 16;
         g.handle_capacity = 8;
         g.journal_capacity = 4;
-        g.dax_window = 4ull << 20; // appended after every other table
+        g.uring_capacity = 16;
+        g.dax_window = 4ull << 20; // after every other table but the reference lists
         state::Region region = state::Region::create(g);
         {
             // DAX mappings: live, pending (a crash before the ack), freed.
@@ -129,6 +133,14 @@ class RegionHarness {
             if (pfs.opendir(ctx, oi, oo) != 0)
                 return "opendir sub failed";
             journal.begin(FUSE_MKDIR, 300); // started, never finished
+            // A READDIRPLUS that counted two entries, one given back since
+            // (another Journal: this thread takes a second record).
+            state::Journal rdplus(region);
+            const uint64_t carried[] = {ids[0], ids[2]};
+            if (!rdplus.begin_refs(FUSE_READDIRPLUS, 301, carried))
+                return "the template region has no READDIRPLUS reference lists";
+            rdplus.drop_ref(0);
+            rdplus.add_ref(301, ids[3]);
             auto &init = region.header().init;
             init.major = 7;
             init.minor = 40;
@@ -232,6 +244,13 @@ class RegionHarness {
         if (h.inode_capacity < 2 || h.inode_high.load() > h.inode_capacity ||
             h.handle_high.load() > h.handle_capacity || h.journal_capacity == 0)
             return "Region::attach accepted capacities or high-water marks out of range";
+        if (h.refs_offset) {
+            u128 rend = u128(h.refs_offset) + sizeof(state::RefArea) +
+                        u128(h.journal_capacity) * sizeof(state::RefList);
+            if (rend > size || u128(h.refs_offset) < jend ||
+                r.ref_area()->capacity != h.journal_capacity)
+                return "Region::attach accepted READDIRPLUS reference lists that do not fit";
+        }
         return "";
     }
 
@@ -386,7 +405,19 @@ class RegionHarness {
         journal.begin(FUSE_CREATE, 77);
         journal.done(0, 1, 1);
         for (uint64_t i = 0; i < h.journal_capacity; i++)
-            journal.take(r.journal()[i].unique);
+            if (auto e = journal.take(r.journal()[i].unique);
+                e && e->refs.size() > state::kRefsPerList)
+                return "a journal record came back with " + std::to_string(e->refs.size()) +
+                       " references, more than a list holds";
+        if (journal.has_refs()) {
+            // A READDIRPLUS list, on whatever the lists' corruption left.
+            const uint64_t ids[] = {2, 3};
+            if (!journal.begin_refs(FUSE_READDIRPLUS, 79, ids))
+                return "begin_refs refused a list that fits";
+            journal.drop_ref(0);
+            journal.add_ref(79, 4);
+            journal.done(0);
+        }
         return "";
     }
 

@@ -179,6 +179,42 @@ struct DaxRecord {
 };
 static_assert(sizeof(DaxRecord) == 40);
 
+// READDIRPLUS reference lists: one per journal record (list n belongs to
+// journal record n), naming the node ids whose nlookup a READDIRPLUS
+// counted for the entries of its reply.  If the kernel resends the request
+// it never took those references: the resend gives them back first.
+// A RefArea at RegionHeader.refs_offset, then `capacity` RefLists.  Added
+// within layout version 1 (refs_offset 0: a region without them); the area
+// has a version of its own.
+constexpr uint64_t kRefsMagic = 0x3146455254534648ULL; // "HFSTREF1" little-endian
+constexpr uint32_t kRefsVersion = 1;
+// Entries with a node id one READDIRPLUS reply may carry: it ends the
+// reply early rather than count more (the kernel asks for the rest).  A
+// 4 KiB reply, what kernels before 6.16 ask for, holds at most 25.
+constexpr uint32_t kRefsPerList = 128;
+
+struct RefArea {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t record_size; // sizeof(RefList)
+    uint64_t capacity;    // lists: the journal's capacity
+    uint32_t per_list;    // node ids per list, kRefsPerList
+    uint32_t pad;
+    std::atomic<uint64_t> next_seq; // the next RefList.seq handed out
+    uint64_t reserved[3];
+};
+static_assert(sizeof(RefArea) == 64);
+
+struct RefList {
+    // Taken from RefArea.next_seq when the list is started: of two records
+    // of one request, the later one carries the earlier one's references.
+    uint64_t seq;
+    std::atomic<uint32_t> count; // ids[0, count) are written
+    uint32_t pad;
+    std::atomic<uint64_t> ids[kRefsPerList]; // 0: given back already
+};
+static_assert(sizeof(RefList) == 16 + 8 * kRefsPerList);
+
 struct RegionHeader {
     uint64_t magic;
     uint32_t version;
@@ -212,7 +248,9 @@ struct RegionHeader {
     // DAX mapping table (added within layout version 1; 0: none).
     uint64_t dax_offset;
     uint64_t dax_bytes; // the DaxArea and its records
-    uint64_t reserved[2];
+    // READDIRPLUS reference lists (added within layout version 1; 0: none).
+    uint64_t refs_offset;
+    uint64_t reserved[1];
 };
 static_assert(sizeof(RegionHeader) == 256);
 

@@ -14,6 +14,16 @@ namespace holdfast::state {
 namespace {
 size_t align_up(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
 
+// The identity every area after the tables starts with.
+template <class Area>
+void stamp(Area &a, uint64_t magic, uint32_t version, uint32_t record_size, uint64_t capacity)
+{
+    a.magic = magic;
+    a.version = version;
+    a.record_size = record_size;
+    a.capacity = capacity;
+}
+
 std::runtime_error sys_error(const char *what)
 {
     return std::runtime_error(std::string(what) + ": " + strerror(errno));
@@ -29,7 +39,9 @@ Region Region::create(const Geometry &g)
     size_t dax_off = align_up(uring_off + g.uring_capacity * sizeof(UringEntryRecord), 4096);
     size_t dax_bytes =
         g.dax_window ? sizeof(DaxArea) + dax_capacity(g.dax_window) * sizeof(DaxRecord) : 0;
-    size_t size = align_up(dax_off + dax_bytes, 4096);
+    // Last, so that every table before it is where it was without it.
+    size_t refs_off = align_up(dax_off + dax_bytes, 4096);
+    size_t size = align_up(refs_off + refs_bytes(g.journal_capacity), 4096);
 
     Fd fd(memfd_create("holdfast-state", MFD_CLOEXEC | MFD_ALLOW_SEALING));
     if (!fd)
@@ -68,14 +80,16 @@ Region Region::create(const Geometry &g)
         h.dax_offset = dax_off;
         h.dax_bytes = dax_bytes;
         DaxArea *a = r.dax_area();
-        a->magic = kDaxMagic;
-        a->version = kDaxVersion;
-        a->record_size = sizeof(DaxRecord);
+        stamp(*a, kDaxMagic, kDaxVersion, sizeof(DaxRecord), dax_capacity(g.dax_window));
         a->window_size = g.dax_window;
-        a->capacity = dax_capacity(g.dax_window);
         a->page_shift = kDaxPageShift;
         a->high.store(0, std::memory_order_relaxed);
     }
+    h.refs_offset = refs_off;
+    RefArea *ra = r.ref_area();
+    stamp(*ra, kRefsMagic, kRefsVersion, sizeof(RefList), g.journal_capacity);
+    ra->per_list = kRefsPerList;
+    ra->next_seq.store(1, std::memory_order_relaxed);
     h.inode_high.store(2, std::memory_order_relaxed);
     h.handle_high.store(1, std::memory_order_relaxed);
     h.attach_generation.store(1, std::memory_order_release);
@@ -155,6 +169,28 @@ Region Region::attach(Fd fd)
         if (a.high.load(std::memory_order_acquire) > a.capacity)
             throw bad("DAX table high-water mark out of range");
     }
+    // The READDIRPLUS reference lists are optional too (offset 0: a region
+    // from before them); the lists' contents are checked as they are read.
+    if (h.refs_offset != 0) {
+        uint64_t after = h.journal_offset + h.journal_capacity * sizeof(JournalRecord);
+        if (h.dax_offset)
+            after = h.dax_offset + h.dax_bytes;
+        else if (h.uring_offset)
+            after = h.uring_offset + h.uring_capacity * sizeof(UringEntryRecord);
+        if (h.refs_offset % 4096 || h.refs_offset < after || h.refs_offset > size ||
+            refs_bytes(h.journal_capacity) > size - h.refs_offset)
+            throw bad("READDIRPLUS reference lists out of bounds");
+        const RefArea &a = *r.ref_area();
+        if (a.magic != kRefsMagic)
+            throw bad("READDIRPLUS reference lists have a bad magic");
+        if (a.version != kRefsVersion || a.record_size != sizeof(RefList) ||
+            a.per_list != kRefsPerList)
+            throw bad("READDIRPLUS reference lists version " + std::to_string(a.version) +
+                      " (record size " + std::to_string(a.record_size) + ", " +
+                      std::to_string(a.per_list) + " ids per list) is not this server's");
+        if (a.capacity != h.journal_capacity)
+            throw bad("READDIRPLUS reference lists do not match the journal's capacity");
+    }
     uint64_t ihigh = h.inode_high.load(std::memory_order_acquire);
     uint64_t hhigh = h.handle_high.load(std::memory_order_acquire);
     if (ihigh < 2 || ihigh > h.inode_capacity || hhigh < 1 || hhigh > h.handle_capacity)
@@ -210,6 +246,24 @@ DaxArea *Region::dax_area()
     if (!header().dax_offset)
         return nullptr;
     return reinterpret_cast<DaxArea *>(static_cast<char *>(base_) + header().dax_offset);
+}
+
+uint64_t Region::refs_bytes(uint64_t journal_capacity)
+{
+    return sizeof(RefArea) + journal_capacity * sizeof(RefList);
+}
+
+RefArea *Region::ref_area()
+{
+    if (!header().refs_offset)
+        return nullptr;
+    return reinterpret_cast<RefArea *>(static_cast<char *>(base_) + header().refs_offset);
+}
+
+RefList *Region::ref_lists()
+{
+    RefArea *a = ref_area();
+    return a ? reinterpret_cast<RefList *>(a + 1) : nullptr;
 }
 
 HandleRecord *Region::handles()

@@ -26,6 +26,8 @@ class Region {
     // DAX mapping records for a window of `window` bytes: one per 64 KiB
     // (the Linux guest maps 2 MiB at a time), at least 32.
     static uint64_t dax_capacity(uint64_t window);
+    // Bytes of the READDIRPLUS reference area for a journal of this size.
+    static uint64_t refs_bytes(uint64_t journal_capacity);
 
     // A new, empty region.  Pages are only touched as slots are used, so a
     // large capacity costs address space, not memory.
@@ -49,6 +51,10 @@ class Region {
     UringEntryRecord *uring_entries();
     // The DAX area (records follow it), or nullptr in a region without one.
     DaxArea *dax_area();
+    // The READDIRPLUS reference area and its lists (one per journal
+    // record), or nullptr in a region made without them.
+    RefArea *ref_area();
+    RefList *ref_lists();
     int memfd() const { return fd_.get(); }
     size_t size() const { return size_; }
 
