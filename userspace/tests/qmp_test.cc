@@ -271,8 +271,9 @@ TEST(Qmp, ReplugRunsTheWholeSequence)
     ReplugResult r = replug(c, o);
     EXPECT_EQ(r.status, ReplugStatus::ok) << r.message;
     std::vector<std::string> want = {
-        "qmp_capabilities", "qom-get", "qom-get",    "qom-get",        "qom-get",     "qom-get",
-        "qom-get",          "qom-get", "device_del", "chardev-remove", "chardev-add", "device_add"};
+        "qmp_capabilities", "qom-get",    "qom-get",        "qom-get",     "qom-get",
+        "qom-get",          "qom-get",    "qom-get",        "qom-get",     "device_del",
+        "chardev-remove",   "chardev-add", "device_add"};
     EXPECT_EQ(q.commands, want);
     EXPECT_FALSE(log.empty());
 
@@ -286,6 +287,7 @@ TEST(Qmp, ReplugRunsTheWholeSequence)
     EXPECT_EQ(*add->get_string("addr"), "2.0"); // devfn 16 = slot 2, function 0
     EXPECT_EQ(add->get("num-request-queues")->integer, 2);
     EXPECT_EQ(add->get("queue-size")->integer, 1024);
+    EXPECT_EQ(add->get("cache-size"), nullptr); // a stock QEMU has no window
     const std::string *chardev = add->get_string("chardev");
     ASSERT_NE(chardev, nullptr);
     EXPECT_NE(*chardev, "char0"); // a fresh one
@@ -328,8 +330,58 @@ TEST(Qmp, PropsAreReportedBeforeDeviceDel)
     EXPECT_EQ(back.queue_size, 1024);
     for (const char *bad : {"", "{}", "[]", R"({"tag": ""})", "{\"tag\": 1}",
                             R"({"tag":"t","chardev":"c","bus":"b","addr":"a",)"
-                            R"("num-request-queues":"1","queue-size":1})"})
+                            R"("num-request-queues":"1","queue-size":1})",
+                            R"({"tag":"t","chardev":"c","bus":"b","addr":"a",)"
+                            R"("num-request-queues":1,"queue-size":1,"cache-size":"1"})"})
         EXPECT_FALSE(props_from_json(bad, back)) << bad;
+    // Written by a server before DAX: no cache-size, no window.
+    ASSERT_TRUE(props_from_json(R"({"tag":"t","chardev":"c","bus":"b","addr":"a",)"
+                                R"("num-request-queues":1,"queue-size":1})",
+                                back));
+    EXPECT_EQ(back.cache_size, -1);
+}
+
+// Our patched QEMU: the new device gets the window the old one had, or a
+// parked guest would not take it over.
+TEST(Qmp, ReplugKeepsTheDaxWindow)
+{
+    FakeQemu q([](const std::string &cmd, const json::Value &args) -> std::vector<std::string> {
+        if (cmd == "qom-get" && *args.get_string("property") == "cache-size")
+            return {R"({"return": 16777216, "id": $ID})"};
+        return good_qemu(cmd, args);
+    });
+    Client c(q, 50);
+    ASSERT_EQ(c.handshake(), "");
+    DeviceProps seen;
+    ReplugOptions o = opts();
+    o.on_props = [&](const DeviceProps &p) { seen = p; };
+    ASSERT_EQ(replug(c, o).status, ReplugStatus::ok);
+    EXPECT_EQ(seen.cache_size, 16777216);
+    json::Value h;
+    const json::Value *add = args_of(q, "device_add", h);
+    ASSERT_NE(add, nullptr);
+    ASSERT_NE(add->get("cache-size"), nullptr);
+    EXPECT_EQ(add->get("cache-size")->integer, 16777216);
+    DeviceProps back;
+    ASSERT_TRUE(props_from_json(props_to_json(seen), back));
+    EXPECT_EQ(back.cache_size, 16777216);
+}
+
+// A cache-size that is not a number is a broken QEMU, not a stock one.
+TEST(Qmp, ReplugRefusesABadCacheSize)
+{
+    FakeQemu q([](const std::string &cmd, const json::Value &args) -> std::vector<std::string> {
+        if (cmd == "qom-get" && *args.get_string("property") == "cache-size")
+            return {R"({"return": "big", "id": $ID})"};
+        return good_qemu(cmd, args);
+    });
+    Client c(q, 50);
+    ASSERT_EQ(c.handshake(), "");
+    ReplugResult r = replug(c, opts());
+    EXPECT_NE(r.status, ReplugStatus::ok);
+    EXPECT_NE(r.message.find("cache-size"), std::string::npos) << r.message;
+    for (const std::string &cmd : q.commands)
+        EXPECT_NE(cmd, "device_del"); // nothing was changed
 }
 
 TEST(Qmp, ReplugCutShortAfterChardevAddRemovesTheOrphan)

@@ -285,6 +285,20 @@ Reply read_device(Client &c, const std::string &id, DeviceProps &out)
             out.addr = b;
         }
     }
+    // Only our patched QEMU has it: a stock one says there is no such
+    // property, and then there is no window to give the new device.
+    r = c.execute("qom-get", qom_args(id, "cache-size"));
+    if (r.ok && r.ret.is_integer()) {
+        out.cache_size = r.ret.integer;
+    } else if (r.ok || r.error_class != "GenericError") {
+        r.ok = false;
+        r.error_class = r.error_class.empty() ? "Protocol" : r.error_class;
+        r.desc = "qom-get cache-size: " + (r.desc.empty() ? "not an integer" : r.desc);
+        return r;
+    } else {
+        r = Reply{};
+        r.ok = true;
+    }
     if (out.tag.empty()) {
         r.ok = false;
         r.error_class = "Protocol";
@@ -305,6 +319,8 @@ std::string device_add_args(const std::string &id, const std::string &chardev, c
         a += ",\"bus\":" + json::quote(p.bus);
     if (!p.addr.empty())
         a += ",\"addr\":" + json::quote(p.addr);
+    if (p.cache_size >= 0)
+        a += ",\"cache-size\":" + std::to_string(p.cache_size);
     return a + "}";
 }
 
@@ -313,7 +329,8 @@ std::string props_to_json(const DeviceProps &p)
     return "{\"tag\":" + json::quote(p.tag) + ",\"chardev\":" + json::quote(p.chardev) +
            ",\"bus\":" + json::quote(p.bus) + ",\"addr\":" + json::quote(p.addr) +
            ",\"num-request-queues\":" + std::to_string(p.num_request_queues) +
-           ",\"queue-size\":" + std::to_string(p.queue_size) + "}";
+           ",\"queue-size\":" + std::to_string(p.queue_size) +
+           ",\"cache-size\":" + std::to_string(p.cache_size) + "}";
 }
 
 bool props_from_json(const std::string &text, DeviceProps &out)
@@ -327,7 +344,11 @@ bool props_from_json(const std::string &text, DeviceProps &out)
     if (!tag || tag->empty() || !chardev || !bus || !addr || !nrq || !nrq->is_integer() || !qs ||
         !qs->is_integer())
         return false;
-    out = DeviceProps{*tag, *chardev, *bus, *addr, nrq->integer, qs->integer};
+    // cache-size is optional: a server before DAX did not write it.
+    const json::Value *cs = v.get("cache-size");
+    if (cs && !cs->is_integer())
+        return false;
+    out = DeviceProps{*tag, *chardev, *bus, *addr, nrq->integer, qs->integer, cs ? cs->integer : -1};
     return true;
 }
 

@@ -86,6 +86,10 @@ struct DeviceProps {
     std::string addr; // "slot.fn", from addr (devfn)
     int64_t num_request_queues = -1;
     int64_t queue_size = -1;
+    // The DAX window (our patched QEMU's cache-size); -1: QEMU has no such
+    // property.  A parked guest takes a device over only with a window of
+    // the same size.
+    int64_t cache_size = -1;
 };
 
 // DeviceProps as a JSON object, and back (false if `text` is not one).
