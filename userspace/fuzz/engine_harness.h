@@ -318,8 +318,6 @@ class EngineHarness {
         }
         std::span<const std::byte> in(buf.get(), n);
         bool crash = (ctl & 4) && use_journal_ && has_hdr;
-        if (crash && h.opcode == FUSE_READDIRPLUS && avoid("readdirplus-resend"))
-            crash = false;
         if (!crash)
             return dispatch(s, in, true);
         if (no_reply_op(h.opcode)) {

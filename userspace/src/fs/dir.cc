@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <vector>
 
 namespace holdfast::fs {
 
@@ -58,6 +59,29 @@ int Passthrough::opendir(const fuse::Ctx &ctx, const fuse_open_in &in, fuse_open
 int Passthrough::readdir(const fuse::Ctx &ctx, const fuse_read_in &in, bool plus,
                          fuse::Reply &out)
 {
+    // Every READDIRPLUS entry with a node id is a kernel reference, counted
+    // before the reply goes out.  The kernel resends only a request whose
+    // reply it never took, so a resend's first attempt delivered none of
+    // its references: the journal keeps the node ids it counted, and the
+    // resend gives those back before it lists (and counts) again.
+    if (!plus || !rec_.journal)
+        return list_dir(ctx, in, plus, false, out);
+    std::vector<uint64_t> carried;
+    if (auto e = replayed(ctx))
+        carried = std::move(e->refs);
+    // The carried ids go into our record first: a crash while they are
+    // given back leaves the rest to the next server, never twice.
+    if (!rec_.journal->begin_refs(ctx.opcode, ctx.unique, carried))
+        return list_dir(ctx, in, plus, false, out); // a region without lists
+    give_back_refs(carried);
+    int err = list_dir(ctx, in, plus, true, out);
+    journal_done(err);
+    return err;
+}
+
+int Passthrough::list_dir(const fuse::Ctx &ctx, const fuse_read_in &in, bool plus,
+                          bool journaled, fuse::Reply &out)
+{
     auto h = handles_.get(in.fh);
     if (!h || !h->dir)
         return bad_handle(in.fh);
@@ -96,9 +120,17 @@ int Passthrough::readdir(const fuse::Ctx &ctx, const fuse_read_in &in, bool plus
                 memset(&dp->entry_out, 0, sizeof(dp->entry_out));
                 bool dot = strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0;
                 if (!dot) {
+                    // A reply ends early rather than count more references
+                    // than the journal can list; the kernel asks for the rest.
+                    if (journaled && rec_.journal->ref_room() == 0) {
+                        full = true;
+                        break;
+                    }
                     // Counts a reference exactly like LOOKUP: the kernel
                     // instantiates a dentry for every entry with a nodeid.
                     int err = do_lookup(*h->inode, d->d_name, dp->entry_out);
+                    if (err == 0 && journaled)
+                        rec_.journal->add_ref(ctx.unique, dp->entry_out.nodeid);
                     if (err == -ENOENT)
                         continue; // removed since getdents: not part of the listing
                     // Not looked up (EACCES...): the name without attributes;

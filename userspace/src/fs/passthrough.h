@@ -223,6 +223,11 @@ class Passthrough final : public fuse::Filesystem {
     {
         return opts_.switch_creds && (creates || opts_.creds == CredsPolicy::all);
     }
+    // READDIR(PLUS) from in.offset into `out`; `journaled`: each reference
+    // counted goes into this thread's journal list, and the reply ends
+    // when the list is full.
+    int list_dir(const fuse::Ctx &ctx, const fuse_read_in &in, bool plus, bool journaled,
+                 fuse::Reply &out);
     // Looks `name` up in `parent` and counts one kernel reference.
     int do_lookup(const state::Inode &parent, std::string_view name, fuse_entry_out &out);
     // Counts one reference on the inode behind an fd we just created/opened.
@@ -279,6 +284,9 @@ class Passthrough final : public fuse::Filesystem {
     void journal_begin(const fuse::Ctx &ctx, uint64_t u64 = 0);
     void journal_done(int err, uint64_t nodeid = 0, uint64_t fh = 0, uint32_t u32 = 0);
     int entry_for(uint64_t nodeid, fuse_entry_out &out);
+    // A resent READDIRPLUS: gives back the references its earlier attempts
+    // counted (now listed in our own journal record, started with them).
+    void give_back_refs(const std::vector<uint64_t> &refs);
     // Runs `make` (which creates `name` in `parent`) at most once per
     // request, journaled, and replies with the new entry.
     int entry_op(const fuse::Ctx &ctx, const state::Inode &parent, std::string_view name,

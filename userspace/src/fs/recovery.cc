@@ -91,6 +91,11 @@ void Passthrough::destroy()
     }
     // The kernel drops its backing ids with the session.
     backing_ids_.clear();
+    // And the next session numbers its requests from the start: a record
+    // of this one must never answer (or give back references for) one of
+    // the next's.
+    if (rec_.journal)
+        rec_.journal->clear();
     LOG_INFO("session ended: closed %zu files, forgot %zu inodes", files, nodes);
 }
 
@@ -534,6 +539,22 @@ void Passthrough::journal_done(int err, uint64_t nodeid, uint64_t fh, uint32_t u
         fault::point(rec_.journal->mine().opcode, fault::Point::mid);
     if (rec_.journal)
         rec_.journal->done(err, nodeid, fh, u32);
+}
+
+void Passthrough::give_back_refs(const std::vector<uint64_t> &refs)
+{
+    if (refs.empty())
+        return;
+    for (size_t i = 0; i < refs.size(); i++) {
+        // Off the list first: a crash between the two leaks the reference
+        // (the next server does not give it back again), never one the
+        // kernel holds.
+        rec_.journal->drop_ref(i);
+        forget(refs[i], 1);
+    }
+    rec_.journal->clear_refs();
+    LOG_INFO("journal: resent READDIRPLUS gave back the %zu references its first reply counted",
+             refs.size());
 }
 
 int Passthrough::entry_for(uint64_t nodeid, fuse_entry_out &out)
