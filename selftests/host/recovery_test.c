@@ -710,6 +710,46 @@ static void release_after(struct __test_metadata *_metadata, const struct hf *h,
 	EXPECT_EQ(0, handles) TH_LOG("open handles left after every file was closed");
 }
 
+/*
+ * readdir: every entry of a READDIRPLUS reply is a reference the kernel
+ * takes.  A resend after the kill must leave the server counting each
+ * entry once: unlinking them all through the mount then lets the kernel
+ * forget every one, and the server is left with the root alone.
+ */
+#define RDPLUS_FILES 5
+
+static int p_readdirplus(const struct hf *h)
+{
+	for (int i = 0; i < RDPLUS_FILES; i++)
+		if (hf_write_file(hf_s(h, "e%d", i), "x", 1, 0644) < 0)
+			return errno;
+	return 0;
+}
+
+static int op_readdirplus(const struct hf *h, const void *a)
+{
+	int n = count_entries(hf_m(h, "."));
+
+	return n == RDPLUS_FILES ? 0 : n < 0 ? errno : EBADMSG;
+}
+
+static void v_readdirplus(struct __test_metadata *_metadata, const struct hf *h)
+{
+	double inodes = -1;
+	long long end;
+	int f;
+
+	EXPECT_EQ(RDPLUS_FILES, count_entries(hf_m(h, ".")));
+	for (f = 0; f < RDPLUS_FILES; f++) {
+		EXPECT_EQ(0, unlink(hf_m(h, "e%d", f))) TH_LOG("unlink e%d: %s", f, strerror(errno));
+	}
+	/* The kernel's FORGETs are asynchronous. */
+	end = hf_now_ms() + 5000;
+	while (hf_now_ms() < end && (inodes = hf_status_num(h, "inodes")) != 1)
+		msleep(10);
+	EXPECT_EQ(1, inodes) TH_LOG("inodes left counted after the kernel forgot every entry");
+}
+
 static const struct nonidem_case c_mkdir = { "MKDIR", NULL, op_mkdir, v_mkdir };
 static const struct nonidem_case c_mknod = { "MKNOD", NULL, op_mknod, v_mknod };
 static const struct nonidem_case c_symlink = { "SYMLINK", NULL, op_symlink, v_symlink };
@@ -722,6 +762,8 @@ static const struct nonidem_case c_rename2 = { "RENAME2", p_rename2, op_rename2,
 static const struct nonidem_case c_trunc = { "OPEN", p_trunc, op_trunc, v_trunc };
 static const struct nonidem_case c_append = { "WRITE", p_append, op_append, v_append };
 static const struct nonidem_case c_release = { "RELEASE", p_release, op_release, NULL, true };
+static const struct nonidem_case c_readdirplus = { "READDIRPLUS", p_readdirplus, op_readdirplus,
+						    v_readdirplus };
 
 TEST_F(nonidem, mkdir)
 {
@@ -786,6 +828,11 @@ TEST_F(nonidem, release)
 		    release_after, &rc);
 	if (rc.fd2 >= 0)
 		close(rc.fd2);
+}
+
+TEST_F(nonidem, readdirplus)
+{
+	run_nonidem(_metadata, &self->h, variant->point, &c_readdirplus, NULL, NULL, NULL);
 }
 
 /* ------------------------------------------------------------------ */
