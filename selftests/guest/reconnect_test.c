@@ -38,6 +38,15 @@
  *   stock      one kill and device_del on the distribution's modules: the
  *              guest is expected to hang (device_del never completes);
  *              only the host's verdict counts (run-vm.sh --expect-hang).
+ *
+ * hf.rcdax=1: rc has a DAX window (run-vm.sh @dax=SIZE, our patched QEMU)
+ * and is mounted with dax=always, so the readers and the writer's
+ * overwrites go through the window, and two more workers use it through
+ * mmap(MAP_SHARED): one keeps rewriting m.dat (MFILE bytes, more than the
+ * window holds, so ranges are reclaimed all along) and reads back what it
+ * wrote a lap before, one reads r.dat.  Every kill takes the window with
+ * the device (kernel patch 0006): the mappings must come back on the new
+ * device with the same bytes, never a stale or zero page.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -49,6 +58,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/klog.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -64,9 +75,12 @@
 #define SLOW_MS 50		/* ... and slower than this is remembered */
 #define MAX_STALLS 4096
 #define WORKLOAD_LIMIT 240	/* seconds: the host must say stop by then */
+#define MFILE (12 << 20)	/* the mmap writer's file: six 2 MiB ranges */
+#define MRECS (MFILE / REC)
 
 static char mode[32];
 static unsigned int rct = 30;
+static int dax;			/* hf.rcdax=1 */
 
 static void read_cmdline(void)
 {
@@ -87,6 +101,7 @@ static void read_cmdline(void)
 	p = strstr(buf, "hf.rct=");
 	if (p)
 		rct = strtoul(p + 7, NULL, 10);
+	dax = strstr(buf, "hf.rcdax=1") != NULL;
 }
 
 static double now(void)
@@ -160,7 +175,8 @@ static int mount_rc(void)
 	mkdir(RC_MNT, 0755);
 	if (!patched_module())
 		return mount("rc", RC_MNT, "virtiofs", 0, NULL);
-	snprintf(opts, sizeof(opts), "reconnect_timeout=%u", rct);
+	snprintf(opts, sizeof(opts), "reconnect_timeout=%u%s", rct,
+		 dax ? ",dax=always" : "");
 	return mount("rc", RC_MNT, "virtiofs", 0, opts);
 }
 
@@ -226,6 +242,7 @@ static struct stall {
 } stalls[MAX_STALLS];
 static int nstalls;
 static long wrecs;		/* records the writer wrote */
+static long mrecs;		/* records the mmap writer wrote */
 static long renames;		/* creates+renames done */
 
 /* Time one syscall; record it as a stall if slow, as an error if failed */
@@ -276,10 +293,12 @@ static void *writer(void *arg)
 	return NULL;
 }
 
+/* Random records of r.dat, with pread() or (arg != NULL) a shared mapping */
 static void *reader(void *arg)
 {
 	char buf[REC], want[REC];
-	unsigned int seed = 42;
+	unsigned int seed = arg ? 7 : 42;
+	const char *map = NULL;
 	double t0;
 	long i;
 	int fd;
@@ -288,21 +307,122 @@ static void *reader(void *arg)
 	fd = open(RC_MNT "/r.dat", O_RDONLY);
 	if (!op("open r.dat", t0, fd >= 0))
 		return NULL;
+	if (arg) {
+		map = mmap(NULL, RFILE_RECS * REC, PROT_READ, MAP_SHARED, fd, 0);
+		if (!op("mmap r.dat", t0, map != MAP_FAILED))
+			goto out;
+	}
 	while (!atomic_load(&stop)) {
 		i = rand_r(&seed) % RFILE_RECS;
+		fill(want, "reader", i);
 		t0 = now();
+		if (map) {
+			errno = EBADMSG;
+			if (!op("r.dat mapping", t0,
+				!memcmp(map + i * REC, want, REC)))
+				break;
+			usleep(200);
+			continue;
+		}
 		if (!op("pread r.dat", t0,
 			pread(fd, buf, REC, i * REC) == REC))
 			break;
-		fill(want, "reader", i);
 		if (memcmp(buf, want, REC)) {
 			errno = EBADMSG;
 			op("r.dat content", now(), 0);
 			break;
 		}
 	}
+	if (map)
+		munmap((void *)map, RFILE_RECS * REC);
+out:
 	close(fd);
 	return NULL;
+}
+
+/*
+ * Record i of m.dat goes to slot i % MRECS.  Before it is overwritten, the
+ * slot must hold what the lap before wrote there (or zeroes on the first
+ * lap): a mapping that came back on a new device with a stale or empty
+ * page shows here.  Each access is timed like a syscall.
+ */
+static void *mwriter(void *arg)
+{
+	char want[REC];
+	char *map;
+	double t0;
+	long i;
+	int fd;
+
+	t0 = now();
+	fd = open(RC_MNT "/m.dat", O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (!op("open m.dat", t0, fd >= 0))
+		return NULL;
+	if (!op("ftruncate m.dat", t0, ftruncate(fd, MFILE) == 0))
+		goto out;
+	map = mmap(NULL, MFILE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (!op("mmap m.dat", t0, map != MAP_FAILED))
+		goto out;
+	for (i = 0; !atomic_load(&stop); i++) {
+		char *slot = map + (i % MRECS) * REC;
+
+		if (i >= MRECS)
+			fill(want, "mmap", i - MRECS);
+		else
+			memset(want, 0, REC);
+		t0 = now();
+		if (memcmp(slot, want, REC)) {
+			errno = EBADMSG;
+			op("m.dat content", t0, 0);
+			break;
+		}
+		fill(slot, "mmap", i);
+		op("m.dat access", t0, 1);
+		mrecs = i + 1;
+		/* Leave the (one) vCPU to the other workers now and then */
+		if (i % 16 == 15)
+			usleep(1000);
+		if (i % 256 == 255) {
+			t0 = now();
+			if (!op("msync m.dat", t0,
+				msync(map, MFILE, MS_SYNC) == 0))
+				break;
+		}
+	}
+	t0 = now();
+	op("msync m.dat", t0, msync(map, MFILE, MS_SYNC) == 0);
+	munmap(map, MFILE);
+out:
+	close(fd);
+	return NULL;
+}
+
+/* The first kernel log line that tells of a kernel bug, or "" */
+static void kernel_trouble(char *out, size_t len)
+{
+	static const char *const bad[] = {
+		"WARNING:", "BUG:", "Oops", "Call Trace", "fuse: dax:",
+	};
+	static char log[1 << 17];
+	char *line, *save;
+	int n, i;
+
+	out[0] = 0;
+	n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, log, sizeof(log) - 1);
+	if (n < 0) {
+		snprintf(out, len, "klogctl: %s", strerror(errno));
+		return;
+	}
+	log[n] = 0;
+	for (line = strtok_r(log, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		for (i = 0; i < (int)(sizeof(bad) / sizeof(bad[0])); i++) {
+			if (strstr(line, bad[i])) {
+				snprintf(out, len, "%s", line);
+				return;
+			}
+		}
+	}
 }
 
 /* Create c.tmp, write it, rename it to c<i>, remove c<i-8> */
@@ -513,7 +633,8 @@ static int suspend_once(void)
 /* hf.rc=reconnect|selfheal|stock|suspend: the workload runs through all */
 static void workload(struct __test_metadata *_metadata)
 {
-	pthread_t th[5];
+	pthread_t th[7];
+	int nth = 5;
 	static double per[MAX_STALLS];
 	char text[128], path[64], v[64];
 	long cycles;
@@ -538,6 +659,10 @@ static void workload(struct __test_metadata *_metadata)
 	ASSERT_EQ(0, pthread_create(&th[2], NULL, reader, NULL));
 	ASSERT_EQ(0, pthread_create(&th[3], NULL, renamer, NULL));
 	ASSERT_EQ(0, pthread_create(&th[4], NULL, lister, NULL));
+	if (dax) {
+		ASSERT_EQ(0, pthread_create(&th[nth++], NULL, mwriter, NULL));
+		ASSERT_EQ(0, pthread_create(&th[nth++], NULL, reader, "mapped"));
+	}
 	ASSERT_EQ(0, ctl_touch("go", NULL));
 
 	t0 = now();
@@ -560,7 +685,7 @@ static void workload(struct __test_metadata *_metadata)
 	/* Some more work on the last device */
 	sleep(1);
 	atomic_store(&stop, 1);
-	for (i = 0; i < 5; i++)
+	for (i = 0; i < nth; i++)
 		pthread_join(th[i], NULL);
 
 	n = takeover_stalls(per, MAX_STALLS);
@@ -595,8 +720,22 @@ static void workload(struct __test_metadata *_metadata)
 		ASSERT_EQ(0, rc_sysfs("state", v, sizeof(v)));
 		EXPECT_STREQ("live", v);
 	}
-	snprintf(text, sizeof(text), "w.dat %ld\nrenames %ld\n", wrecs,
-		 renames);
+	if (dax) {
+		struct statx stx;
+
+		/* The mapping writer got through a lap or more... */
+		EXPECT_GT(mrecs, MRECS) TH_LOG("m.dat: %ld records", mrecs);
+		TH_LOG("m.dat: %ld records through the mapping", mrecs);
+		/* ... through the window */
+		ASSERT_EQ(0, statx(AT_FDCWD, RC_MNT "/m.dat", 0, STATX_BASIC_STATS,
+				   &stx));
+		EXPECT_TRUE(stx.stx_attributes_mask & STATX_ATTR_DAX);
+		EXPECT_TRUE(stx.stx_attributes & STATX_ATTR_DAX);
+	}
+	kernel_trouble(text, sizeof(text));
+	EXPECT_STREQ("", text);
+	snprintf(text, sizeof(text), "w.dat %ld\nrenames %ld\nm.dat %ld\n",
+		 wrecs, renames, dax ? mrecs : 0L);
 	EXPECT_EQ(0, ctl_touch("expect", text));
 
 	r = umount(RC_MNT);

@@ -19,6 +19,10 @@
 #                      (freeze parks, restore reattaches; QMP system_wakeup)
 #   6.1-timeout        no new device: the waiting syscall fails with
 #                      ECONNABORTED after reconnect_timeout, umount works
+#   6.1-dax-reconnect  the same as 6.1-reconnect on a device with a DAX window
+#                      (our patched QEMU, qemu/build.sh; patch 0006) mounted
+#                      dax=always, with workers that read and write through
+#                      mmap: HF_RC_DAX_KILLS (6) kills
 #   6.1-stock-reconnect  the distribution's modules, same kill: the guest hangs
 #                      in the removal of the dead device (bounded; the host
 #                      checks that DEVICE_DELETED never comes)
@@ -32,19 +36,26 @@ set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 kernels=("$@")
 [ ${#kernels[@]} -gt 0 ] ||
-	kernels=(6.12 6.1 6.1-holdfast 6.1-reconnect 6.1-replug 6.1-suspend 6.1-timeout
-		6.1-stock-reconnect)
+	kernels=(6.12 6.1 6.1-holdfast 6.1-reconnect 6.1-dax-reconnect 6.1-replug 6.1-suspend
+		6.1-timeout 6.1-stock-reconnect)
 log=$(mktemp -d /tmp/holdfast-vm.XXXXXX)
 t0=$(date +%s)
 
 # The reconnect VMs: device "ctl" (control channel) and "rc" (under test).
 reconnect_vm() {
 	local k=$1 mode cycles=3 rct=60 dev=rc:@nomount,--cache=never ctl=ctl:--cache=never twice=0
-	local mods=() hang=() st
+	local mods=() hang=() st qemu=${QEMU:-qemu-system-x86_64} append=
 	case $k in
 	# Every 5th kill also kills the restarted server at once, in the
 	# middle of its re-plug.
 	6.1-reconnect) mode=selfheal cycles=${HF_RC_KILLS:-20} dev=$dev,@qmp twice=${HF_RC_TWICE:-5} ;;
+	# An 8 MiB window (four 2 MiB ranges) for a 12 MiB mmap'ed file and
+	# more: the guest reclaims ranges all along, across the kills too.
+	6.1-dax-reconnect)
+		mode=selfheal cycles=${HF_RC_DAX_KILLS:-6} dev=$dev,@qmp,@dax=8M twice=3 append=hf.rcdax=1
+		qemu=$("$here/../../qemu/build.sh" 2>"$log/$k.txt" | tail -n1) ||
+			{ echo "0 passed, 1 failed" >>"$log/$k.txt"; return; }
+		;;
 	6.1-replug) mode=reconnect ;;
 	# Every mount must be able to park: the test mounts ctl itself.
 	6.1-suspend) mode=suspend ctl=ctl:@nomount,--cache=never ;;
@@ -59,16 +70,17 @@ reconnect_vm() {
 	st=$log/$k-selftests
 	mkdir -p "$st"
 	cp "${BUILD:-$here/../../build}/selftests/guest/reconnect_test" "$st/" 2>>"$log/$k.txt"
-	HF_RC_MODE=$mode HF_RC_CYCLES=$cycles HF_RC_TWICE=$twice "$here/run-vm.sh" --kernel 6.1 --run suite \
+	HF_RC_MODE=$mode HF_RC_CYCLES=$cycles HF_RC_TWICE=$twice QEMU=$qemu \
+		"$here/run-vm.sh" --kernel 6.1 --run suite \
 		--dev "$ctl" --dev "$dev" "${mods[@]}" --selftests "$st" \
-		--host-script "$here/reconnect-host.sh" --append "hf.rc=$mode hf.rct=$rct" \
+		--host-script "$here/reconnect-host.sh" --append "hf.rc=$mode hf.rct=$rct${append:+ $append}" \
 		"${hang[@]}" --timeout "${HF_VM_TIMEOUT:-420}" >"$log/$k.txt" 2>&1
 }
 
 one() {
 	local k=$1 args=() moddir st
 	case $k in
-	6.1-reconnect | 6.1-replug | 6.1-suspend | 6.1-timeout | 6.1-stock-reconnect)
+	6.1-reconnect | 6.1-dax-reconnect | 6.1-replug | 6.1-suspend | 6.1-timeout | 6.1-stock-reconnect)
 		reconnect_vm "$k"
 		return
 		;;

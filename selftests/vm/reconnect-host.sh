@@ -204,5 +204,32 @@ EOF
 	[ "${renames:-0}" -gt 0 ] && [ "$(cat "$dir/c$last" 2>/dev/null)" = "file $last" ] &&
 		[ ! -e "$dir/c.tmp" ]
 	tap $? "host: the last of ${renames:-?} creates+renames is c$last"
+	mrecs=$(awk '$1 == "m.dat" { print $2 }' "$ctl/expect")
+	if [ "${mrecs:-0}" -gt 0 ]; then
+		# What the guest wrote through its DAX mapping last in each slot
+		# (reconnect_test.c: mwriter()), and zeroes where it never wrote.
+		python3 - "$dir/m.dat" "$mrecs" <<'EOF'
+import sys
+path, n = sys.argv[1], int(sys.argv[2])
+data = open(path, "rb").read()
+size = 12 << 20
+slots = size // 4096
+if len(data) != size:
+    sys.exit("m.dat: %d bytes, want %d" % (len(data), size))
+abc = bytes(ord("a") + k % 26 for k in range(4096 + 26))
+for s in range(slots):
+    rec = data[s * 4096:(s + 1) * 4096]
+    if s >= n:
+        if rec != bytes(4096):
+            sys.exit("m.dat: slot %d was never written but is not zero" % s)
+        continue
+    i = s + slots * ((n - 1 - s) // slots)
+    head = b"mmap record %d\n" % i
+    o = (i + len(head)) % 26
+    if rec != head + abc[o:o + 4096 - len(head)]:
+        sys.exit("m.dat: slot %d does not hold record %d" % (s, i))
+EOF
+		tap $? "host: m.dat holds the last of the guest's $mrecs records written through DAX in each slot"
+	fi
 fi
 finish

@@ -35,7 +35,9 @@
 #                            script stops QEMU and says whether it hung)
 #
 # A device whose OPTS contain @nomount is not mounted by the guest's /init
-# (a test mounts it with its own options); @qmp gives its holdfastd the VM's
+# (a test mounts it with its own options); @dax=SIZE gives the device a DAX
+# window of SIZE (QEMU cache-size, holdfastd --dax-window: needs the QEMU of
+# qemu/build.sh in QEMU); @qmp gives its holdfastd the VM's
 # QMP socket and its device id (--qmp-socket, --qmp-device).  QEMU's device ids are fs<N> and
 # chardev ids c<N>, N counting --dev from 0; the host script finds each
 # device's "tag N pid socket dir" in $HF_VM_W/devs, and lists the servers it
@@ -199,6 +201,13 @@ for d in "${devs[@]}"; do
 		opts=$(echo ",$opts," | sed "s|,@qmp,|,--qmp-socket,$W/qmp.sock,--qmp-device,fs$i,|; s/^,//; s/,\$//")
 		;;
 	esac
+	cache=
+	case ,$opts, in
+	*,@dax=*)
+		cache=$(echo ",$opts," | sed 's/.*,@dax=\([^,]*\),.*/\1/')
+		opts=$(echo ",$opts," | sed "s/,@dax=[^,]*,/,--dax-window,$cache,/; s/^,//; s/,\$//")
+		;;
+	esac
 	dir=$W/share/$tag
 	case ,$opts, in
 	*,@parent,*)
@@ -224,7 +233,7 @@ for d in "${devs[@]}"; do
 	for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.05; done
 	[ -S "$sock" ] || { cat "$W/holdfastd-$tag.log" >&2; fail_out "holdfastd for '$tag' did not listen"; }
 	qdevs+=(-chardev "socket,id=c$i,path=$sock"
-		-device "vhost-user-fs-pci,id=fs$i,chardev=c$i,tag=$tag,num-request-queues=$queues")
+		-device "vhost-user-fs-pci,id=fs$i,chardev=c$i,tag=$tag,num-request-queues=$queues${cache:+,cache-size=$cache}")
 	echo "$tag $i ${pids[-1]} $sock $dir" >>"$W/devs"
 	[ $nomount = 1 ] || mounts=${mounts:+$mounts,}$tag
 	i=$((i + 1))
