@@ -1694,6 +1694,26 @@ TEST_F(EngineTest, ReplyEchoesUniqueIncludingResendBit) {
     EXPECT_EQ(reply.header().unique, u + 6);
 }
 
+// vhost-user's inflight region hands a successor the requests its
+// predecessor took: they may have run, so the filesystem is told, as for
+// the kernel's FUSE_UNIQUE_RESEND, and the reply echoes the unique as it
+// came (the guest never marked it).
+TEST_F(EngineTest, ResubmittedByTheTransportCountsAsResent) {
+    init();
+    fuse_getattr_in in{};
+    engine.handle(Msg(FUSE_GETATTR, 1).unique(0x42).in(in).bytes(), reply, true);
+    EXPECT_EQ(reply.error(), 0);
+    EXPECT_EQ(reply.header().unique, 0x42u);
+    EXPECT_EQ(one("getattr").ctx.unique, 0x42u);
+    EXPECT_TRUE(one("getattr").ctx.resent);
+    EXPECT_EQ(engine.stats().resent.load(), 1u);
+
+    fs.calls.clear();
+    send(Msg(FUSE_GETATTR, 1).unique(0x44).in(in));
+    EXPECT_FALSE(one("getattr").ctx.resent);
+    EXPECT_EQ(engine.stats().resent.load(), 1u);
+}
+
 // ---------------------------------------------------------------------------
 // Header-level problems
 

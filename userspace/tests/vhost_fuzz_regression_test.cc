@@ -162,6 +162,37 @@ TEST(VhostFuzzRegression, RingThatFitsItsInflightRegionIsTracked)
     EXPECT_EQ(a.queue(0)->desc[3].inflight, 0);
 }
 
+// What a predecessor took and never answered comes back first, marked as
+// resubmitted (the engine then treats it as a possible replay, like a
+// request the kernel marked FUSE_UNIQUE_RESEND); what the guest offers
+// afterwards is not marked.
+TEST(VhostFuzzRegression, ResubmittedChainsAreMarked)
+{
+    std::vector<uint8_t> buf(inflight_queue_bytes(16));
+    InflightArea a = InflightArea::over(buf.data(), buf.size(), 1, 16);
+    Chain c;
+    {
+        SmallRing dead(16);
+        dead.vq.set_inflight(a.queue(0), a.queue_size());
+        dead.start();
+        dead.offer(3);
+        ASSERT_EQ(dead.vq.try_pop(c), 1);
+        EXPECT_FALSE(c.resubmitted);
+        // ... and the server dies with head 3 in flight.
+    }
+    SmallRing r(16);
+    r.vq.set_inflight(a.queue(0), a.queue_size());
+    r.start();
+    ASSERT_EQ(r.vq.try_pop(c), 1);
+    EXPECT_EQ(c.head, 3);
+    EXPECT_TRUE(c.resubmitted);
+    r.vq.complete(c, 0);
+    r.offer(5);
+    ASSERT_EQ(r.vq.try_pop(c), 1);
+    EXPECT_EQ(c.head, 5);
+    EXPECT_FALSE(c.resubmitted);
+}
+
 // A new inflight buffer (GET_INFLIGHT_FD or SET_INFLIGHT_FD again) while a
 // ring runs: the Backend unmaps the old buffer, but the running ring kept
 // tracking heads in it (Virtqueue::set_inflight only detached on nullptr),

@@ -133,7 +133,7 @@ void queue_worker(vhost::Virtqueue &vq, fuse::Engine &engine, std::atomic<unsign
             size_t n = gather(c.in, in.get(), size_t(c.in_bytes));
             // Never more reply than the guest has room for.
             reply->reset(0);
-            engine.handle(std::span<const std::byte>(in.get(), n), *reply);
+            engine.handle(std::span<const std::byte>(in.get(), n), *reply, c.resubmitted);
             if (reply->should_send()) {
                 fuse_out_header oh = reply->header();
                 if (oh.len > c.out_bytes) {

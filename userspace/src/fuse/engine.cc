@@ -39,10 +39,11 @@ void take_name(Reader &a, std::string_view &out)
 
 } // namespace
 
-void Engine::handle(std::span<const std::byte> in, Reply &out)
+void Engine::handle(std::span<const std::byte> in, Reply &out, bool resubmitted)
 {
     Request req;
     ParseError pe = parse_request(in, req);
+    req.resubmitted = resubmitted;
     if (pe != ParseError::ok) {
         stats_.malformed.fetch_add(1, std::memory_order_relaxed);
         uint64_t unique = 0;
@@ -190,7 +191,7 @@ int Engine::bad_mapping(const Ctx &ctx, const char *what, const char *why)
 int Engine::dispatch(const Request &req, Reply &out)
 {
     const uint32_t op = req.hdr.opcode;
-    const bool resent = (req.hdr.unique & kUniqueResend) != 0;
+    const bool resent = (req.hdr.unique & kUniqueResend) != 0 || req.resubmitted;
     Ctx ctx{req.hdr.unique & ~kUniqueResend, req.hdr.nodeid, op, req.hdr.uid, req.hdr.gid,
             req.hdr.pid, resent};
     if (resent)

@@ -41,7 +41,11 @@ class Engine {
 
     // Handles one complete request (exactly the bytes the transport got).
     // After return, `out` holds the reply, or out.should_send() is false.
-    void handle(std::span<const std::byte> in, Reply &out);
+    // `resubmitted`: the transport delivers it a second time on its own
+    // (vhost-user's inflight region after a restart of the back-end), so
+    // it may have run before, as if the kernel had marked it
+    // FUSE_UNIQUE_RESEND; the reply keeps the unique as it came.
+    void handle(std::span<const std::byte> in, Reply &out, bool resubmitted = false);
 
     // Bytes a transport must be able to receive in one request.
     size_t request_buffer_size() const { return limits_.max_write + 4096; }

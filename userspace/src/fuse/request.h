@@ -60,6 +60,8 @@ struct Request {
     fuse_in_header hdr{};
     Reader args;
     std::span<const std::byte> extensions;
+    // Delivered again by the transport itself (Engine::handle()).
+    bool resubmitted = false;
 };
 
 enum class ParseError { ok, short_header, length_mismatch, bad_extlen };

@@ -358,7 +358,7 @@ int Virtqueue::pop_locked(Chain &c)
                 notify_locked();
             continue;
         }
-        (void)resubmitted;
+        c.resubmitted = resubmitted;
         c.mem = mem_;
         c.gen = gen_;
         return 1;

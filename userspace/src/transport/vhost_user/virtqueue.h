@@ -60,6 +60,9 @@ struct Chain {
     // Keeps the mappings the iovecs point into alive.
     std::shared_ptr<const MemoryTable> mem;
     uint64_t gen = 0; // which start of the ring this came from
+    // Handed back by the inflight region: a predecessor took it and may
+    // have run it.
+    bool resubmitted = false;
 
     void clear()
     {
@@ -68,6 +71,7 @@ struct Chain {
         out_gpa.clear();
         in_bytes = out_bytes = 0;
         mem.reset();
+        resubmitted = false;
     }
 };
 
