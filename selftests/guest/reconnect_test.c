@@ -53,6 +53,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -763,18 +765,63 @@ static void *prober(void *arg)
 	return NULL;
 }
 
+static __thread sigjmp_buf bus_jmp;
+
+static void on_sigbus(int sig)
+{
+	siglongjmp(bus_jmp, 1);
+}
+
+/*
+ * hf.rcdax=1: reads r.dat through a shared mapping, a page every 10 ms,
+ * until an access fails (SIGBUS); when, in *arg.  The mapping is in
+ * mapped_file.
+ */
+static const char *mapped_file;
+
+static void *mapped_prober(void *arg)
+{
+	volatile unsigned long sum = 0;
+	double *failed_at = arg;
+	long i = 0;
+
+	if (sigsetjmp(bus_jmp, 1)) {
+		*failed_at = now();
+		return NULL;
+	}
+	while (!atomic_load(&stop)) {
+		sum += ((volatile const char *)mapped_file)[(i++ % RFILE_RECS) * REC];
+		usleep(10000);
+	}
+	return NULL;
+}
+
 /* hf.rc=timeout: no device comes back */
 static void timeout_fails(struct __test_metadata *_metadata)
 {
-	double failed_at = 0, t0;
-	char v[64] = "";
+	double failed_at = 0, mapped_failed_at = 0, t0;
+	struct sigaction sa = { .sa_handler = on_sigbus };
+	char v[64] = "", trouble[256];
 	struct stat st;
-	pthread_t th;
-	int err;
+	pthread_t th, mth;
+	int err, fd = -1;
 
 	ASSERT_TRUE(patched_module());
 	ASSERT_EQ(0, mount_rc()) TH_LOG("mount rc: %s", strerror(errno));
 	ASSERT_EQ(0, make_rfile());
+	if (dax) {
+		/* Mapped, and every page touched, while the device is there */
+		ASSERT_EQ(0, sigaction(SIGBUS, &sa, NULL));
+		fd = open(RC_MNT "/r.dat", O_RDONLY);
+		ASSERT_LE(0, fd);
+		mapped_file = mmap(NULL, RFILE_RECS * REC, PROT_READ,
+				   MAP_SHARED, fd, 0);
+		ASSERT_NE(MAP_FAILED, mapped_file);
+		for (int i = 0; i < RFILE_RECS; i++)
+			ASSERT_EQ('r', mapped_file[i * REC]);
+		ASSERT_EQ(0, pthread_create(&mth, NULL, mapped_prober,
+					    &mapped_failed_at));
+	}
 	/* rc is served with cache=never: every stat reaches the device */
 	ASSERT_EQ(0, pthread_create(&th, NULL, prober, &failed_at));
 	ASSERT_EQ(0, ctl_touch("go", NULL));
@@ -799,6 +846,21 @@ static void timeout_fails(struct __test_metadata *_metadata)
 		TH_LOG("errno %d", err);
 	/* It waited for the timeout, not less */
 	EXPECT_GE(failed_at - t0, rct);
+	if (dax) {
+		/*
+		 * The window went with the device: the next access through
+		 * the mapping waited for a new one, and the timeout ended the
+		 * wait with SIGBUS, not a hang and not a page of something
+		 * else.
+		 */
+		pthread_join(mth, NULL);
+		ASSERT_NE(0, mapped_failed_at) TH_LOG("the mapped access never failed");
+		TH_LOG("the mapped access failed with SIGBUS after %.1f s",
+		       mapped_failed_at - t0);
+		EXPECT_GE(mapped_failed_at - t0, rct);
+		EXPECT_EQ(0, munmap((void *)mapped_file, RFILE_RECS * REC));
+		close(fd);
+	}
 
 	/* Later syscalls fail at once, and the mount goes away */
 	t0 = now();
@@ -808,6 +870,8 @@ static void timeout_fails(struct __test_metadata *_metadata)
 	EXPECT_EQ(0, umount(RC_MNT)) TH_LOG("umount: %s", strerror(errno));
 	/* The instance is gone with its connection */
 	EXPECT_EQ(-1, rc_sysfs("state", v, sizeof(v)));
+	kernel_trouble(trouble, sizeof(trouble));
+	EXPECT_STREQ("", trouble);
 	EXPECT_EQ(0, ctl_touch("expect", "timeout\n"));
 }
 

@@ -23,6 +23,8 @@
 #                      (our patched QEMU, qemu/build.sh; patch 0006) mounted
 #                      dax=always, with workers that read and write through
 #                      mmap: HF_RC_DAX_KILLS (6) kills
+#   6.1-dax-timeout    6.1-timeout on a DAX mount whose file is mapped: the
+#                      mapped access waits for the window, then gets SIGBUS
 #   6.1-stock-reconnect  the distribution's modules, same kill: the guest hangs
 #                      in the removal of the dead device (bounded; the host
 #                      checks that DEVICE_DELETED never comes)
@@ -37,7 +39,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 kernels=("$@")
 [ ${#kernels[@]} -gt 0 ] ||
 	kernels=(6.12 6.1 6.1-holdfast 6.1-reconnect 6.1-dax-reconnect 6.1-replug 6.1-suspend
-		6.1-timeout 6.1-stock-reconnect)
+		6.1-timeout 6.1-dax-timeout 6.1-stock-reconnect)
 log=$(mktemp -d /tmp/holdfast-vm.XXXXXX)
 t0=$(date +%s)
 
@@ -60,6 +62,11 @@ reconnect_vm() {
 	# Every mount must be able to park: the test mounts ctl itself.
 	6.1-suspend) mode=suspend ctl=ctl:@nomount,--cache=never ;;
 	6.1-timeout) mode=timeout rct=3 ;;
+	6.1-dax-timeout)
+		mode=timeout rct=3 dev=$dev,@dax=8M append=hf.rcdax=1
+		qemu=$("$here/../../qemu/build.sh" 2>"$log/$k.txt" | tail -n1) ||
+			{ echo "0 passed, 1 failed" >>"$log/$k.txt"; return; }
+		;;
 	*) mode=stock hang=(--expect-hang) ;;
 	esac
 	if [ $mode != stock ]; then
@@ -80,7 +87,8 @@ reconnect_vm() {
 one() {
 	local k=$1 args=() moddir st
 	case $k in
-	6.1-reconnect | 6.1-dax-reconnect | 6.1-replug | 6.1-suspend | 6.1-timeout | 6.1-stock-reconnect)
+	6.1-reconnect | 6.1-dax-reconnect | 6.1-replug | 6.1-suspend | 6.1-timeout | 6.1-dax-timeout | \
+		6.1-stock-reconnect)
 		reconnect_vm "$k"
 		return
 		;;
