@@ -14,6 +14,7 @@
 #include "../fuzz/request_harness.h"
 
 #include "fs/passthrough.h"
+#include "scratch_fs.h"
 #include "state/region.h"
 
 #include <gtest/gtest.h>
@@ -261,26 +262,15 @@ TEST(FuzzRegression, ReaddirplusResentAfterACrashCountsEachEntryOnce)
 // file fails (e.g. -EACCES or -ENXIO) without opening it on the host.
 
 namespace {
-struct OpenFixture {
-    std::string dir;
-    std::optional<state::Region> region;
-    std::unique_ptr<state::InodeTable> inodes;
-    std::unique_ptr<state::HandleTable> handles;
-    std::unique_ptr<fs::Passthrough> pfs;
+std::string scratch_dir()
+{
+    char t[] = "/tmp/holdfast-open-test.XXXXXX";
+    return mkdtemp(t);
+}
 
-    OpenFixture()
-    {
-        char t[] = "/tmp/holdfast-open-test.XXXXXX";
-        dir = mkdtemp(t);
-        region.emplace(state::Region::create({64, 16, 4}));
-        inodes = std::make_unique<state::InodeTable>(*region);
-        handles = std::make_unique<state::HandleTable>(*region);
-        fs::Options o;
-        o.shared_dir = dir;
-        o.switch_creds = false;
-        pfs = std::make_unique<fs::Passthrough>(o, *inodes, *handles);
-        pfs->start_fresh();
-    }
+// A server over a directory of its own, removed afterwards.
+struct OpenFixture : test::ScratchFs {
+    OpenFixture() : ScratchFs(scratch_dir()) {}
     ~OpenFixture()
     {
         pfs.reset();
@@ -289,16 +279,12 @@ struct OpenFixture {
     // LOOKUP `name` in the root, then OPEN it with `flags`.
     int open(const char *name, int flags)
     {
-        fuse_entry_out e{};
-        fuse::Ctx c{10, 1, FUSE_LOOKUP, 0, 0, 0, false};
-        int err = pfs->lookup(c, name, e);
+        fuse_entry_out e;
+        int err = lookup(1, name, e);
         if (err)
             return err;
-        fuse_open_in in{};
-        in.flags = uint32_t(flags);
-        fuse_open_out out{};
-        c = {11, e.nodeid, FUSE_OPEN, 0, 0, 0, false};
-        return pfs->open(c, in, out);
+        fuse_open_out out;
+        return ScratchFs::open(e.nodeid, flags, out);
     }
 };
 } // namespace

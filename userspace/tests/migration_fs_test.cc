@@ -4,6 +4,7 @@
 // of the directory, where the source's file handles mean nothing).  The
 // stream format itself is migration_test.cc's.
 #include "fs/passthrough.h"
+#include "scratch_fs.h"
 #include "state/migration.h"
 #include "state/region.h"
 
@@ -23,37 +24,19 @@ namespace fsys = std::filesystem;
 
 namespace {
 
-struct Side {
-    std::string dir;
-    std::optional<state::Region> region;
-    std::unique_ptr<state::InodeTable> inodes;
-    std::unique_ptr<state::HandleTable> handles;
-    std::unique_ptr<fs::Passthrough> pfs;
+// One end of a migration: a server over its own directory.
+struct Side : test::ScratchFs {
+    using ScratchFs::ScratchFs;
 
-    explicit Side(std::string d) : dir(std::move(d))
-    {
-        region.emplace(state::Region::create({64, 16, 4}));
-        inodes = std::make_unique<state::InodeTable>(*region);
-        handles = std::make_unique<state::HandleTable>(*region);
-        fs::Options o;
-        o.shared_dir = dir;
-        o.switch_creds = false;
-        pfs = std::make_unique<fs::Passthrough>(o, *inodes, *handles);
-        pfs->start_fresh();
-    }
     uint64_t lookup(uint64_t parent, const char *name)
     {
-        fuse_entry_out e{};
-        fuse::Ctx c{next++, parent, FUSE_LOOKUP, 0, 0, 0, false};
-        return pfs->lookup(c, name, e) == 0 ? e.nodeid : 0;
+        fuse_entry_out e;
+        return ScratchFs::lookup(parent, name, e) == 0 ? e.nodeid : 0;
     }
     uint64_t open(uint64_t node, int flags)
     {
-        fuse_open_in in{};
-        in.flags = uint32_t(flags);
-        fuse_open_out out{};
-        fuse::Ctx c{next++, node, FUSE_OPEN, 0, 0, 0, false};
-        return pfs->open(c, in, out) == 0 ? out.fh : 0;
+        fuse_open_out out;
+        return ScratchFs::open(node, flags, out) == 0 ? out.fh : 0;
     }
     // The inode the server holds for `node`, as (dev, ino).
     std::pair<uint64_t, uint64_t> held(uint64_t node)
@@ -64,7 +47,6 @@ struct Side {
             return {0, 0};
         return {st.st_dev, st.st_ino};
     }
-    uint64_t next = 10;
 };
 
 class MigrationFs : public ::testing::Test {
