@@ -51,23 +51,21 @@ reconnect_vm() {
 	# Every 5th kill also kills the restarted server at once, in the
 	# middle of its re-plug.
 	6.1-reconnect) mode=selfheal cycles=${HF_RC_KILLS:-20} dev=$dev,@qmp twice=${HF_RC_TWICE:-5} ;;
-	# An 8 MiB window (four 2 MiB ranges) for a 12 MiB mmap'ed file and
-	# more: the guest reclaims ranges all along, across the kills too.
-	6.1-dax-reconnect)
-		mode=selfheal cycles=${HF_RC_DAX_KILLS:-6} dev=$dev,@qmp,@dax=8M twice=3 append=hf.rcdax=1
-		qemu=$("$here/../../qemu/build.sh" 2>"$log/$k.txt" | tail -n1) ||
-			{ echo "0 passed, 1 failed" >>"$log/$k.txt"; return; }
-		;;
+	6.1-dax-reconnect) mode=selfheal cycles=${HF_RC_DAX_KILLS:-6} dev=$dev,@qmp twice=3 ;;
 	6.1-replug) mode=reconnect ;;
 	# Every mount must be able to park: the test mounts ctl itself.
 	6.1-suspend) mode=suspend ctl=ctl:@nomount,--cache=never ;;
-	6.1-timeout) mode=timeout rct=3 ;;
-	6.1-dax-timeout)
-		mode=timeout rct=3 dev=$dev,@dax=8M append=hf.rcdax=1
+	6.1-timeout | 6.1-dax-timeout) mode=timeout rct=3 ;;
+	*) mode=stock hang=(--expect-hang) ;;
+	esac
+	case $k in
+	# An 8 MiB window (four 2 MiB ranges) for a 12 MiB mmap'ed file and
+	# more: the guest reclaims ranges all along, across the kills too.
+	6.1-dax-*)
+		dev=$dev,@dax=8M append=hf.rcdax=1
 		qemu=$("$here/../../qemu/build.sh" 2>"$log/$k.txt" | tail -n1) ||
 			{ echo "0 passed, 1 failed" >>"$log/$k.txt"; return; }
 		;;
-	*) mode=stock hang=(--expect-hang) ;;
 	esac
 	if [ $mode != stock ]; then
 		moddir=$("$here/../../kernel/build.sh" 2>"$log/$k.txt") ||
