@@ -177,6 +177,37 @@ class FakeFs final : public Filesystem {
         o.fh = kOpenFh;
         return result;
     }
+    // prep_* describe the operation (for the ring only: no IoPath)
+    // instead of doing it, and return `result` if it is an error.
+    bool defer = false;
+    int prep_read(const Ctx &c, const fuse_read_in &in, Reply &r, BackendIo &io) override {
+        if (!defer)
+            return Filesystem::prep_read(c, in, r, io);
+        rec("prep_read", c, in).space = r.payload_space().size();
+        io.op = BackendIo::Op::read;
+        io.buf = r.payload_space().data();
+        io.len = uint32_t(std::min<size_t>(in.size, r.payload_space().size()));
+        io.off = in.offset;
+        return result ? result : kDeferred;
+    }
+    int prep_write(const Ctx &c, const fuse_write_in &in, std::span<const std::byte> data,
+                   fuse_write_out &o, BackendIo &io) override {
+        if (!defer)
+            return Filesystem::prep_write(c, in, data, o, io);
+        rec("prep_write", c, in).data_ptr = data.data();
+        io.op = BackendIo::Op::write;
+        io.buf = const_cast<std::byte *>(data.data());
+        io.len = uint32_t(data.size());
+        io.off = in.offset;
+        return result ? result : kDeferred;
+    }
+    int prep_fsync(const Ctx &c, const fuse_fsync_in &in, bool dir, BackendIo &io) override {
+        if (!defer)
+            return Filesystem::prep_fsync(c, in, dir, io);
+        rec("prep_fsync", c, in);
+        io.op = BackendIo::Op::fsync;
+        return result ? result : kDeferred;
+    }
     int read(const Ctx &c, const fuse_read_in &in, Reply &r) override {
         auto &k = rec("read", c, in);
         fill_payload(k, r, in.size, 'r');
@@ -1223,6 +1254,114 @@ TEST_F(EngineTest, ReadZeroBytes) {
     ASSERT_EQ(reply.error(), 0);
     EXPECT_EQ(one("read").space, 0u);
     EXPECT_EQ(reply.header().len, sizeof(fuse_out_header));
+}
+
+// Backing-file I/O a transport carries out (fuse/backend_io.h).
+
+TEST_F(EngineTest, DeferredReadIsCompletedByTheTransport) {
+    init();
+    fs.defer = true;
+    fuse_read_in in{};
+    in.fh = 5;
+    in.offset = 8192;
+    in.size = 1000;
+    BackendIo io;
+    engine.handle(Msg(FUSE_READ, 6).in(in).bytes(), reply, false, io);
+    ASSERT_TRUE(io.pending());
+    EXPECT_EQ(one("prep_read").space, 1000u);
+    EXPECT_EQ(io.buf, reply.payload_space().data());
+    EXPECT_EQ(io.len, 1000u);
+    EXPECT_EQ(io.off, 8192u);
+    // A short read, then EOF: the reply carries what was read.
+    std::memset(io.buf, 'd', 600);
+    EXPECT_FALSE(io.absorb(600));
+    EXPECT_EQ(io.next_off(), 8792u);
+    EXPECT_EQ(io.next_len(), 400u);
+    EXPECT_TRUE(io.absorb(0));
+    engine.complete(io, reply);
+    EXPECT_FALSE(io.pending());
+    EXPECT_EQ(reply.error(), 0);
+    EXPECT_EQ(payload(), std::string(600, 'd'));
+    EXPECT_EQ(reply.header().len, sizeof(fuse_out_header) + 600);
+}
+
+TEST_F(EngineTest, DeferredReadErrorIsTheReply) {
+    init();
+    fs.defer = true;
+    fuse_read_in in{};
+    in.size = 4096;
+    BackendIo io;
+    engine.handle(Msg(FUSE_READ, 6).in(in).bytes(), reply, false, io);
+    ASSERT_TRUE(io.pending());
+    EXPECT_TRUE(io.absorb(-EIO));
+    engine.complete(io, reply);
+    EXPECT_EQ(reply.error(), -EIO);
+    EXPECT_TRUE(reply.payload().empty());
+    EXPECT_EQ(engine.stats().errors[FUSE_READ].load(), 1u);
+}
+
+TEST_F(EngineTest, DeferredWriteReportsWhatWasWritten) {
+    init();
+    fs.defer = true;
+    fuse_write_in in{};
+    in.fh = 5;
+    in.size = 100;
+    BackendIo io;
+    auto bytes = Msg(FUSE_WRITE, 6).in(in).raw(std::string(100, 'w')).bytes();
+    engine.handle(bytes, reply, false, io);
+    ASSERT_TRUE(io.pending());
+    // The operation writes straight from the request.
+    EXPECT_EQ(io.buf, one("prep_write").data_ptr);
+    EXPECT_EQ(io.len, 100u);
+    EXPECT_TRUE(io.absorb(100));
+    engine.complete(io, reply);
+    ASSERT_EQ(reply.error(), 0);
+    EXPECT_EQ(out<fuse_write_out>().size, 100u);
+}
+
+TEST_F(EngineTest, DeferredFsyncError) {
+    init();
+    fs.defer = true;
+    fuse_fsync_in in{};
+    BackendIo io;
+    engine.handle(Msg(FUSE_FSYNC, 6).in(in).bytes(), reply, false, io);
+    ASSERT_TRUE(io.pending());
+    EXPECT_TRUE(io.absorb(-ENOSPC));
+    engine.complete(io, reply);
+    EXPECT_EQ(reply.error(), -ENOSPC);
+}
+
+TEST_F(EngineTest, DescribedIoWithAnErrorIsDropped) {
+    init();
+    fs.defer = true;
+    fs.result = -EBADF;
+    fuse_read_in in{};
+    in.size = 10;
+    BackendIo io;
+    engine.handle(Msg(FUSE_READ, 6).in(in).bytes(), reply, false, io);
+    EXPECT_FALSE(io.pending());
+    EXPECT_EQ(reply.error(), -EBADF);
+}
+
+TEST_F(EngineTest, WithoutBackendIoNothingIsDeferred) {
+    init();
+    fs.defer = true;
+    fuse_read_in in{};
+    in.size = 10;
+    send(Msg(FUSE_READ, 6).in(in));
+    EXPECT_EQ(reply.error(), 0);
+    EXPECT_EQ(one("read").space, 10u);
+}
+
+TEST_F(EngineTest, OtherOpsAreNeverDeferred) {
+    init();
+    fs.defer = true;
+    BackendIo io;
+    fuse_getattr_in in{};
+    engine.handle(Msg(FUSE_GETATTR, 6).in(in).bytes(), reply, false, io);
+    EXPECT_FALSE(io.pending());
+    EXPECT_EQ(reply.error(), 0);
+    one("getattr");
 }
 
 TEST_F(EngineTest, WriteDataIsExactlySize) {

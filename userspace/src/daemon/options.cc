@@ -34,6 +34,7 @@ enum {
     kTransport,
     kPassthrough,
     kUringDepth,
+    kBackendIo,
     kSocketPath,
     kFd,
     kSandbox,
@@ -224,6 +225,10 @@ const char *usage()
            "                            CPU; Linux 6.14+, fuse enable_uring=Y); auto uses\n"
            "                            io_uring when the kernel offers it\n"
            "  --uring-queue-depth N     io_uring entries per queue, 1..256 (default 8)\n"
+           "  --backend-io MODE         uring|sync (default: uring): with --transport uring,\n"
+           "                            read, write, fsync and fallocate the backing files\n"
+           "                            through each queue's ring, many at once, or by\n"
+           "                            blocking calls, one per queue at a time\n"
            "  --ready-fd N              write \"ready\\n\" to fd N once the mount serves\n"
            "  --log-level LEVEL         error|warn|info|debug (default: info)\n"
            "  --help                    this text\n"
@@ -257,6 +262,7 @@ std::string parse(int argc, char **argv, Options &out)
         {"transport", required_argument, nullptr, kTransport},
         {"passthrough", required_argument, nullptr, kPassthrough},
         {"uring-queue-depth", required_argument, nullptr, kUringDepth},
+        {"backend-io", required_argument, nullptr, kBackendIo},
         {"socket-path", required_argument, nullptr, kSocketPath},
         {"fd", required_argument, nullptr, kFd},
         {"sandbox", required_argument, nullptr, kSandbox},
@@ -380,6 +386,10 @@ std::string parse(int argc, char **argv, Options &out)
                 return std::string("--uring-queue-depth: '") + optarg +
                        "' is not a number between 1 and 256";
             out.uring_queue_depth = unsigned(v);
+            break;
+        case kBackendIo:
+            if (!parse_choice(optarg, "uring", "sync", out.uring_backend_io))
+                return std::string("--backend-io: '") + optarg + "' is not one of uring, sync";
             break;
         case kSocketPath:
             if (!*optarg)

@@ -32,6 +32,10 @@ struct Options {
     enum class Transport { dev, uring, automatic };
     Transport transport = Transport::dev;
     unsigned uring_queue_depth = 8; // ring entries per queue (per CPU)
+    // With the io_uring transport: READ, WRITE, FSYNC and FALLOCATE of open
+    // files go to the backing file through each queue's ring (many in
+    // flight per queue) rather than by blocking calls, one at a time.
+    bool uring_backend_io = true;
     // vhost-user-fs mode (a VM's virtio-fs device): serve the vhost-user
     // socket at socket_path (or the listening socket passed as listen_fd)
     // instead of mounting.

@@ -130,26 +130,29 @@ std::string status_json(const Options &o, const fuse::Engine &engine, const fs::
         for (const auto &q : ring->snapshot()) {
             rq += q.requests;
             re += q.errors;
-            char b[320];
+            char b[400];
             snprintf(b, sizeof(b),
                      "%s{\"qid\":%u,\"cpu\":%d,\"live\":%u,\"requests\":%llu,"
                      "\"errors\":%llu,\"malformed\":%llu,\"offloaded\":%llu,"
-                     "\"reregistered\":%llu,\"adopted\":%llu}",
+                     "\"reregistered\":%llu,\"adopted\":%llu,\"backend_ops\":%llu,"
+                     "\"backend_max\":%u}",
                      qs.empty() ? "" : ",", q.qid, q.cpu, q.live, (unsigned long long)q.requests,
                      (unsigned long long)q.errors, (unsigned long long)q.malformed,
                      (unsigned long long)q.offloaded, (unsigned long long)q.reregistered,
-                     (unsigned long long)q.adopted);
+                     (unsigned long long)q.adopted, (unsigned long long)q.backend_ops,
+                     q.backend_max);
             qs += b;
         }
         char b[320];
         snprintf(b, sizeof(b),
                  ",\"uring\":{\"queues\":%u,\"depth\":%u,\"payload_bytes\":%zu,"
-                 "\"setup\":\"%s\",\"persistent\":%s,\"adopted\":%llu,\"kicked\":%llu,"
+                 "\"setup\":\"%s\",\"backend_io\":\"%s\",\"persistent\":%s,"
+                 "\"adopted\":%llu,\"kicked\":%llu,"
                  "\"ring_requests\":%llu,\"ring_errors\":%llu,\"per_queue\":[",
                  ring->queues(), ring->depth(), ring->payload_size(), ring->setup().c_str(),
-                 ring_persistent ? "true" : "false", (unsigned long long)ring->adopted(),
-                 (unsigned long long)ring->kicked(), (unsigned long long)rq,
-                 (unsigned long long)re);
+                 ring->backend_io() ? "uring" : "sync", ring_persistent ? "true" : "false",
+                 (unsigned long long)ring->adopted(), (unsigned long long)ring->kicked(),
+                 (unsigned long long)rq, (unsigned long long)re);
         out += b + qs + "]}";
     }
     return out + "}\n";
@@ -480,7 +483,8 @@ int serve(const Options &o)
             uring::Persist mem = ring_memory(*region, rec.store, std::move(ring_fd),
                                              uring::possible_cpus(), depth, payload, ring_bufs);
             ring_persistent = mem.base != nullptr;
-            ring = std::make_unique<uring::Transport>(engine, mount->fd(), depth, payload);
+            ring = std::make_unique<uring::Transport>(engine, mount->fd(), depth, payload,
+                                                      o.uring_backend_io);
             why = ring->start(!adopted, mem);
             if (!why.empty())
                 ring.reset();

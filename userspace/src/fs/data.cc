@@ -20,7 +20,10 @@ namespace {
 // above us sees the file, never reach the host open.
 constexpr int kStripOnOpen = O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_NOATIME;
 
-bool wants_write(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC); }
+bool wants_write(int flags)
+{
+    return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
 } // namespace
 
 // With the writeback cache the kernel reads pages of files opened O_WRONLY
@@ -140,8 +143,8 @@ int Passthrough::create(const fuse::Ctx &ctx, const fuse_create_in &in, std::str
 }
 
 int Passthrough::create_file(const fuse::Ctx &ctx, const state::Inode &parent,
-                             std::string_view name, int flags, uint32_t mode,
-                             fuse_entry_out &entry, fuse_open_out &out)
+                             std::string_view name, int flags, uint32_t mode, fuse_entry_out &entry,
+                             fuse_open_out &out)
 {
     // O_NOFOLLOW: an existing symlink at this name must not be followed
     // (it may point out of the jail); the client resolved links already.
@@ -211,8 +214,7 @@ int Passthrough::tmpfile(const fuse::Ctx &ctx, const fuse_create_in &in, fuse_en
 }
 
 int Passthrough::tmpfile_create(const fuse::Ctx &ctx, const state::Inode &parent,
-                                const fuse_create_in &in, fuse_entry_out &entry,
-                                fuse_open_out &out)
+                                const fuse_create_in &in, fuse_entry_out &entry, fuse_open_out &out)
 {
     int hflags = host_open_flags(int(in.flags), writeback_) | O_TMPFILE;
     // O_TMPFILE needs write access: O_WRONLY or O_RDWR must be present.
@@ -300,8 +302,8 @@ int Passthrough::write(const fuse::Ctx &ctx, const fuse_write_in &in,
     }
     size_t done = 0;
     while (done < data.size()) {
-        ssize_t n = pwrite(h->fd.get(), data.data() + done, data.size() - done,
-                           off_t(in.offset + done));
+        ssize_t n =
+            pwrite(h->fd.get(), data.data() + done, data.size() - done, off_t(in.offset + done));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -324,6 +326,80 @@ int Passthrough::write(const fuse::Ctx &ctx, const fuse_write_in &in,
     }
     out.size = uint32_t(done);
     return 0;
+}
+
+// The deferred forms hand the transport the same operation the synchronous
+// ones carry out, with the same checks first.  What has to happen after the
+// host write (journaling an append, clearing suid) stays synchronous.
+
+int Passthrough::prep_read(const fuse::Ctx &, const fuse_read_in &in, fuse::Reply &out,
+                           fuse::BackendIo &io)
+{
+    auto h = handles_.get(in.fh);
+    if (!h || h->dir)
+        return bad_handle(in.fh);
+    auto space = out.payload_space();
+    io.op = fuse::BackendIo::Op::read;
+    io.fd = h->fd.get();
+    io.how = &h->io_path[0];
+    io.buf = space.data();
+    io.len = uint32_t(in.size < space.size() ? in.size : space.size());
+    io.off = in.offset;
+    io.pin = std::move(h);
+    return kDeferred;
+}
+
+int Passthrough::prep_write(const fuse::Ctx &ctx, const fuse_write_in &in,
+                            std::span<const std::byte> data, fuse_write_out &out,
+                            fuse::BackendIo &io)
+{
+    if (opts_.readonly)
+        return -EROFS;
+    auto h = handles_.get(in.fh);
+    if (!h || h->dir)
+        return bad_handle(in.fh);
+    if ((h->flags & O_APPEND) || (in.write_flags & FUSE_WRITE_KILL_SUIDGID))
+        return write(ctx, in, data, out);
+    io.op = fuse::BackendIo::Op::write;
+    io.fd = h->fd.get();
+    io.how = &h->io_path[1];
+    // io_uring only reads from the buffer; the request stays intact.
+    io.buf = const_cast<std::byte *>(data.data());
+    io.len = uint32_t(data.size());
+    io.off = in.offset;
+    io.pin = std::move(h);
+    return kDeferred;
+}
+
+int Passthrough::prep_fsync(const fuse::Ctx &ctx, const fuse_fsync_in &in, bool dir,
+                            fuse::BackendIo &io)
+{
+    if (dir)
+        return fsync(ctx, in, dir);
+    auto h = handles_.get(in.fh);
+    if (!h || h->dir)
+        return bad_handle(in.fh);
+    io.op = (in.fsync_flags & FUSE_FSYNC_FDATASYNC) ? fuse::BackendIo::Op::fdatasync
+                                                    : fuse::BackendIo::Op::fsync;
+    io.fd = h->fd.get();
+    io.pin = std::move(h);
+    return kDeferred;
+}
+
+int Passthrough::prep_fallocate(const fuse::Ctx &, const fuse_fallocate_in &in, fuse::BackendIo &io)
+{
+    if (opts_.readonly)
+        return -EROFS;
+    auto h = handles_.get(in.fh);
+    if (!h || h->dir)
+        return bad_handle(in.fh);
+    io.op = fuse::BackendIo::Op::fallocate;
+    io.fd = h->fd.get();
+    io.off = in.offset;
+    io.length = in.length;
+    io.mode = int(in.mode);
+    io.pin = std::move(h);
+    return kDeferred;
 }
 
 int Passthrough::flush(const fuse::Ctx &, const fuse_flush_in &in)
@@ -461,8 +537,8 @@ int Passthrough::copy_file_range(const fuse::Ctx &, const fuse_copy_file_range_i
     if (!hin || !hout || hin->dir || hout->dir)
         return -EBADF;
     loff_t off_in = loff_t(in.off_in), off_out = loff_t(in.off_out);
-    ssize_t n = ::copy_file_range(hin->fd.get(), &off_in, hout->fd.get(), &off_out,
-                                  size_t(in.len), unsigned(in.flags));
+    ssize_t n = ::copy_file_range(hin->fd.get(), &off_in, hout->fd.get(), &off_out, size_t(in.len),
+                                  unsigned(in.flags));
     if (n < 0)
         return -errno;
     out.size = uint32_t(n);

@@ -30,8 +30,7 @@ constexpr size_t kFuseNameMax = 1024;
 
 void take_name(Reader &a, std::string_view &out)
 {
-    if (!a.cstring(out, kFuseNameMax) || out.empty() ||
-        out.find('/') != std::string_view::npos)
+    if (!a.cstring(out, kFuseNameMax) || out.empty() || out.find('/') != std::string_view::npos)
         throw Malformed{};
     if (out.size() > NAME_MAX)
         throw NameTooLong{};
@@ -40,6 +39,56 @@ void take_name(Reader &a, std::string_view &out)
 } // namespace
 
 void Engine::handle(std::span<const std::byte> in, Reply &out, bool resubmitted)
+{
+    serve(in, out, resubmitted, nullptr);
+}
+
+void Engine::handle(std::span<const std::byte> in, Reply &out, bool resubmitted, BackendIo &io)
+{
+    io = BackendIo{};
+    serve(in, out, resubmitted, &io);
+}
+
+namespace {
+uint32_t io_opcode(BackendIo::Op op)
+{
+    switch (op) {
+    case BackendIo::Op::read:
+        return FUSE_READ;
+    case BackendIo::Op::write:
+        return FUSE_WRITE;
+    case BackendIo::Op::fsync:
+    case BackendIo::Op::fdatasync:
+        return FUSE_FSYNC;
+    case BackendIo::Op::fallocate:
+        return FUSE_FALLOCATE;
+    case BackendIo::Op::none:
+        break;
+    }
+    return 0;
+}
+} // namespace
+
+void Engine::complete(BackendIo &io, Reply &out)
+{
+    const uint32_t op = io_opcode(io.op);
+    int err = io.result < 0 ? io.result : 0;
+    if (err < -511)
+        err = -EIO;
+    if (!err && io.op == BackendIo::Op::read)
+        out.set_payload_len(uint32_t(io.result));
+    else if (!err && io.op == BackendIo::Op::write)
+        out.arg<fuse_write_out>().size = uint32_t(io.result);
+    io = BackendIo{}; // drops the pin: the file may close now
+    fault::point(op, fault::Point::after);
+    if (err) {
+        if (op && op < kMaxOpcode)
+            stats_.errors[op].fetch_add(1, std::memory_order_relaxed);
+        out.set_error(err);
+    }
+}
+
+void Engine::serve(std::span<const std::byte> in, Reply &out, bool resubmitted, BackendIo *io)
 {
     Request req;
     ParseError pe = parse_request(in, req);
@@ -66,7 +115,20 @@ void Engine::handle(std::span<const std::byte> in, Reply &out, bool resubmitted)
         stats_.requests[op].fetch_add(1, std::memory_order_relaxed);
 
     fault::point(op, fault::Point::before);
-    int err = dispatch(req, out);
+    int err = dispatch(req, out, io);
+    if (io && io->pending()) {
+        if (err == Filesystem::kDeferred) {
+            // What needs no device (cached data, tmpfs) is done here; the
+            // rest waits on the transport's ring, and complete() ends it.
+            if (io->try_now())
+                complete(*io, out);
+            return;
+        }
+        LOG_ERR("opcode %u described backing-file I/O but returned %d", op, err);
+        *io = BackendIo{};
+        if (!err)
+            err = -EIO;
+    }
     fault::point(op, fault::Point::after);
     if (err > 0 || err < -511) {
         // The kernel rejects replies outside (-512, 0]; a bug must not turn
@@ -162,8 +224,7 @@ int Engine::do_init(const Request &req, Reply &out)
     if (on_init_)
         on_init_(neg_);
     LOG_INFO("INIT: kernel %u.%u, using 7.%u, flags %#llx, kernel offers resend: %s", in.major,
-             in.minor, neg_.minor, (unsigned long long)want,
-             (kflags & kHasResend) ? "yes" : "no");
+             in.minor, neg_.minor, (unsigned long long)want, (kflags & kHasResend) ? "yes" : "no");
     return 0;
 }
 
@@ -188,12 +249,17 @@ int Engine::bad_mapping(const Ctx &ctx, const char *what, const char *why)
             throw Malformed{};                                                                     \
     } while (0)
 
-int Engine::dispatch(const Request &req, Reply &out)
+int Engine::dispatch(const Request &req, Reply &out, BackendIo *io)
 {
     const uint32_t op = req.hdr.opcode;
     const bool resent = (req.hdr.unique & kUniqueResend) != 0 || req.resubmitted;
-    Ctx ctx{req.hdr.unique & ~kUniqueResend, req.hdr.nodeid, op, req.hdr.uid, req.hdr.gid,
-            req.hdr.pid, resent};
+    Ctx ctx{req.hdr.unique & ~kUniqueResend,
+            req.hdr.nodeid,
+            op,
+            req.hdr.uid,
+            req.hdr.gid,
+            req.hdr.pid,
+            resent};
     if (resent)
         stats_.resent.fetch_add(1, std::memory_order_relaxed);
     Reader a = req.args;
@@ -345,14 +411,15 @@ int Engine::dispatch(const Request &req, Reply &out)
             NEED(a.read(in));
             NEED(in.size <= reply_payload_size());
             out.limit_payload(in.size);
-            return fs_.read(ctx, in, out);
+            return io ? fs_.prep_read(ctx, in, out, *io) : fs_.read(ctx, in, out);
         }
         case FUSE_WRITE: {
             fuse_write_in in;
             std::span<const std::byte> data;
             NEED(a.read(in));
             NEED(in.size <= limits_.max_write && a.bytes(in.size, data));
-            return fs_.write(ctx, in, data, out.arg<fuse_write_out>());
+            auto &wo = out.arg<fuse_write_out>();
+            return io ? fs_.prep_write(ctx, in, data, wo, *io) : fs_.write(ctx, in, data, wo);
         }
         case FUSE_STATFS:
             return fs_.statfs(ctx, out.arg<fuse_statfs_out>());
@@ -366,7 +433,8 @@ int Engine::dispatch(const Request &req, Reply &out)
         case FUSE_FSYNCDIR: {
             fuse_fsync_in in;
             NEED(a.read(in));
-            return fs_.fsync(ctx, in, op == FUSE_FSYNCDIR);
+            const bool dir = op == FUSE_FSYNCDIR;
+            return io ? fs_.prep_fsync(ctx, in, dir, *io) : fs_.fsync(ctx, in, dir);
         }
         case FUSE_SETXATTR: {
             fuse_setxattr_in in{};
@@ -449,7 +517,7 @@ int Engine::dispatch(const Request &req, Reply &out)
         case FUSE_FALLOCATE: {
             fuse_fallocate_in in;
             NEED(a.read(in));
-            return fs_.fallocate(ctx, in);
+            return io ? fs_.prep_fallocate(ctx, in, *io) : fs_.fallocate(ctx, in);
         }
         case FUSE_LSEEK: {
             fuse_lseek_in in;

@@ -2,6 +2,7 @@
 // The transport-agnostic FUSE protocol engine: one request in, one reply out.
 #pragma once
 
+#include "fuse/backend_io.h"
 #include "fuse/filesystem.h"
 #include "fuse/opcodes.h"
 #include "fuse/request.h"
@@ -46,6 +47,15 @@ class Engine {
     // it may have run before, as if the kernel had marked it
     // FUSE_UNIQUE_RESEND; the reply keeps the unique as it came.
     void handle(std::span<const std::byte> in, Reply &out, bool resubmitted = false);
+    // The same, for a transport that carries out backing-file I/O itself:
+    // what can be done without waiting for a device is done here; if
+    // `io.pending()` afterwards, the reply is not built yet: the transport
+    // performs `io` (see fuse/backend_io.h) and then calls complete() with
+    // the same `out`.
+    void handle(std::span<const std::byte> in, Reply &out, bool resubmitted, BackendIo &io);
+    // Finishes a request handle() left pending, once io.absorb() said it is
+    // done: fills in the reply from io.result, and resets `io`.
+    void complete(BackendIo &io, Reply &out);
 
     // Bytes a transport must be able to receive in one request.
     size_t request_buffer_size() const { return limits_.max_write + 4096; }
@@ -76,7 +86,8 @@ class Engine {
     const OpStats &stats() const { return stats_; }
 
   private:
-    int dispatch(const Request &req, Reply &out);
+    void serve(std::span<const std::byte> in, Reply &out, bool resubmitted, BackendIo *io);
+    int dispatch(const Request &req, Reply &out, BackendIo *io);
     int do_init(const Request &req, Reply &out);
     int unimplemented(uint32_t op);
     // A mapping request that fails validation: counted, logged, EINVAL.

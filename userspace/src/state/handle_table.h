@@ -7,6 +7,7 @@
 #include "state/region.h"
 #include "util/fd.h"
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -23,6 +24,9 @@ struct Handle {
     bool dir = false;
     uint64_t opened_by = 0; // unique of the request that opened it
     int32_t backing_id = 0; // kernel passthrough id its OPEN reply named
+    // How the backing file takes reads [0] and writes [1], a fuse::IoPath
+    // the data path learns on first use (0: not known yet).
+    std::atomic<uint8_t> io_path[2] = {};
 
     // Directory streams: one reader at a time, resumes at a d_off cookie.
     std::mutex mu;

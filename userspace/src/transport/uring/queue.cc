@@ -19,6 +19,8 @@ namespace holdfast::uring {
 
 namespace {
 constexpr uint64_t kWakeTag = ~uint64_t(0);
+// Completions of backing-file operations: the entry's index under this bit.
+constexpr uint64_t kIoTag = uint64_t(1) << 62;
 constexpr int kRetryMs = 2;
 constexpr int kMaxRetryRounds = 2500; // 5 s of "INIT not processed yet"
 
@@ -29,9 +31,9 @@ const char *cmd_name(int cmd)
 } // namespace
 
 Queue::Queue(fuse::Engine &engine, int devfd, unsigned qid, unsigned depth, size_t payload_cap,
-             int settle_ms, QueueMemory mem)
+             int settle_ms, QueueMemory mem, bool backend_io)
     : engine_(engine), devfd_(devfd), qid_(qid), depth_(depth ? depth : 1),
-      payload_cap_(payload_cap), settle_ms_(settle_ms), mem_(mem),
+      payload_cap_(payload_cap), settle_ms_(settle_ms), mem_(mem), backend_io_(backend_io),
       evfd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK))
 {
     if (!evfd_)
@@ -149,7 +151,10 @@ void Queue::run()
         return;
     }
     Ring ring;
-    int r = ring.init(depth_ + 1, devfd_);
+    // Per entry at most one command or one backing-file operation is in
+    // flight, plus the eventfd poll; a pass of the loop may prepare an
+    // operation's resubmission and the next commit for the same entry.
+    int r = ring.init(2 * depth_ + 1, devfd_);
     if (r) {
         set_state(State::failed, std::string("io_uring_setup: ") + strerror(-r));
         return;
@@ -238,6 +243,11 @@ void Queue::on_completion(uint64_t ud, int res)
 {
     if (ud == kWakeTag) {
         woken_ = true;
+        return;
+    }
+    if (ud & kIoTag) {
+        if ((ud & ~kIoTag) < slots_.size())
+            on_io(unsigned(ud & ~kIoTag), res);
         return;
     }
     if (ud >= slots_.size())
@@ -453,15 +463,60 @@ void Queue::dispatch(unsigned idx, std::span<const std::byte> req)
                      ex.what());
         }
     }
-    handle(idx, req);
+    if (!handle(idx, req, backend_io_ ? &slots_[idx].io : nullptr)) {
+        stats_.backend_ops.fetch_add(1, std::memory_order_relaxed);
+        if (++io_inflight_ > stats_.backend_max.load(std::memory_order_relaxed))
+            stats_.backend_max.store(io_inflight_, std::memory_order_relaxed);
+        submit_io(idx);
+        return;
+    }
     commit(idx);
 }
 
-void Queue::handle(unsigned idx, std::span<const std::byte> req)
+bool Queue::handle(unsigned idx, std::span<const std::byte> req, fuse::BackendIo *io)
 {
     Entry &e = *slots_[idx].entry;
     fuse::Reply &r = e.reply();
-    engine_.handle(req, r);
+    if (io) {
+        engine_.handle(req, r, false, *io);
+        if (io->pending())
+            return false;
+    } else {
+        engine_.handle(req, r);
+    }
+    finish(idx);
+    return true;
+}
+
+void Queue::submit_io(unsigned idx)
+{
+    Slot &s = slots_[idx];
+    if (!ring_->prep_io(s.io, kIoTag | idx)) {
+        // Cannot happen (the ring has room for two SQEs per entry); flush and retry.
+        ring_->submit();
+        ring_->prep_io(s.io, kIoTag | idx);
+    }
+}
+
+void Queue::on_io(unsigned idx, int res)
+{
+    Slot &s = slots_[idx];
+    if (!s.io.pending())
+        return; // not ours: a stray user_data would be a bug, not a reason to crash
+    if (!s.io.absorb(res)) {
+        submit_io(idx); // the rest of a short transfer
+        return;
+    }
+    io_inflight_--;
+    engine_.complete(s.io, s.entry->reply());
+    finish(idx);
+    commit(idx);
+}
+
+void Queue::finish(unsigned idx)
+{
+    Entry &e = *slots_[idx].entry;
+    fuse::Reply &r = e.reply();
     stats_.requests.fetch_add(1, std::memory_order_relaxed);
     if (!r.should_send()) {
         // FORGET, INTERRUPT and NOTIFY_REPLY have no reply, and the kernel

@@ -5,10 +5,14 @@
 //
 // The kernel picks the queue of the CPU the calling task runs on, so the
 // thread that serves a request usually runs where it was made.  Requests are
-// served inline, one at a time, except those that may block indefinitely
-// (SETLKW waits for another process's unlock, which may be queued behind it
-// on this very queue): a helper thread serves those and hands the entry back
-// through the queue's eventfd; only the queue thread submits to its ring.
+// served inline, except two kinds.  Data ops on open files (READ, WRITE,
+// FSYNC, FALLOCATE) go to the backing file as io_uring operations on the same
+// ring (fuse/backend_io.h): the queue goes on with the next request, and the
+// reply is committed when the operation completes, so every entry can have
+// one in flight.  Requests that may block indefinitely (SETLKW waits for
+// another process's unlock, which may be queued behind it on this very
+// queue) are served by a helper thread, which hands the entry back through
+// the queue's eventfd; only the queue thread submits to its ring.
 #pragma once
 
 #include "fuse/engine.h"
@@ -36,6 +40,8 @@ struct QueueStats {
     std::atomic<uint64_t> offloaded{0};    // served by a helper thread (may block)
     std::atomic<uint64_t> reregistered{0}; // entries registered again (commit refused)
     std::atomic<uint64_t> adopted{0};      // a predecessor's requests this queue answered
+    std::atomic<uint64_t> backend_ops{0};  // backing-file operations submitted on the ring
+    std::atomic<unsigned> backend_max{0};  // most of them in flight at once
     std::atomic<unsigned> live{0};         // entries the kernel holds or we serve
 };
 
@@ -53,9 +59,10 @@ struct QueueMemory {
 
 class Queue {
   public:
-    // `settle_ms`: see wait_armed().
+    // `settle_ms`: see wait_armed().  `backend_io`: carry out data ops on
+    // the ring (else by blocking calls in the queue thread).
     Queue(fuse::Engine &engine, int devfd, unsigned qid, unsigned depth, size_t payload_cap,
-          int settle_ms, QueueMemory mem = {});
+          int settle_ms, QueueMemory mem = {}, bool backend_io = true);
     Queue(const Queue &) = delete;
     Queue &operator=(const Queue &) = delete;
     ~Queue();
@@ -100,7 +107,11 @@ class Queue {
     bool adopt(unsigned idx);
     void serve(unsigned idx);
     void dispatch(unsigned idx, std::span<const std::byte> req);
-    void handle(unsigned idx, std::span<const std::byte> req);
+    // Returns false if the request waits for backing-file I/O.
+    bool handle(unsigned idx, std::span<const std::byte> req, fuse::BackendIo *io = nullptr);
+    void finish(unsigned idx);
+    void submit_io(unsigned idx);
+    void on_io(unsigned idx, int res);
     void mark_serving(unsigned idx, std::span<const std::byte> req);
     void mark_submitted();
     void commit(unsigned idx);
@@ -115,6 +126,7 @@ class Queue {
     const size_t payload_cap_;
     const int settle_ms_;
     const QueueMemory mem_;
+    const bool backend_io_;
     std::atomic<int> cpu_{-1};
     Fd evfd_;
     std::thread thread_;
@@ -129,11 +141,13 @@ class Queue {
         state::UringEntryRecord *rec = nullptr;
         Cmd cmd = Cmd::none;
         bool dead = false;
+        fuse::BackendIo io; // pending while its operation is on the ring
     };
     std::vector<Slot> slots_;
     std::vector<unsigned> committing_; // commits prepared, not yet known submitted
     Ring *ring_ = nullptr;
     std::vector<unsigned> retry_; // REGISTERs refused with EAGAIN (INIT not processed yet)
+    unsigned io_inflight_ = 0;
     bool armed_ = false;
     bool woken_ = false;
     std::string first_error_;

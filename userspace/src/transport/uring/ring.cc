@@ -103,6 +103,37 @@ bool Ring::prep_commit(uint16_t qid, uint64_t commit_id, uint64_t user_data)
     return prep_cmd(fuse::kUringCmdCommitAndFetch, req, user_data) != nullptr;
 }
 
+bool Ring::prep_io(const fuse::BackendIo &io, uint64_t user_data)
+{
+    using Op = fuse::BackendIo::Op;
+    io_uring_sqe *sqe = io_uring_get_sqe(&ring_);
+    if (!sqe)
+        return false;
+    std::memset(sqe, 0, 2 * sizeof(*sqe));
+    switch (io.op) {
+    case Op::read:
+        io_uring_prep_read(sqe, io.fd, io.next_buf(), io.next_len(), io.next_off());
+        break;
+    case Op::write:
+        io_uring_prep_write(sqe, io.fd, io.next_buf(), io.next_len(), io.next_off());
+        break;
+    case Op::fsync:
+        io_uring_prep_fsync(sqe, io.fd, 0);
+        break;
+    case Op::fdatasync:
+        io_uring_prep_fsync(sqe, io.fd, IORING_FSYNC_DATASYNC);
+        break;
+    case Op::fallocate:
+        io_uring_prep_fallocate(sqe, io.fd, io.mode, off_t(io.off), off_t(io.length));
+        break;
+    case Op::none:
+        io_uring_prep_nop(sqe);
+        break;
+    }
+    sqe->user_data = user_data;
+    return true;
+}
+
 bool Ring::prep_poll(int fd, uint64_t user_data)
 {
     io_uring_sqe *sqe = io_uring_get_sqe(&ring_);

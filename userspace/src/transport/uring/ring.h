@@ -5,6 +5,7 @@
 #pragma once
 
 #include "fuse/abi.h"
+#include "fuse/backend_io.h"
 
 #include <cstdint>
 #include <liburing.h>
@@ -33,6 +34,8 @@ class Ring {
     bool prep_register(uint16_t qid, const iovec *iov, uint64_t user_data);
     // FUSE_IO_URING_CMD_COMMIT_AND_FETCH: the reply is in the entry's buffers.
     bool prep_commit(uint16_t qid, uint64_t commit_id, uint64_t user_data);
+    // The next part of a backing-file operation (fuse/backend_io.h).
+    bool prep_io(const fuse::BackendIo &io, uint64_t user_data);
     // One-shot POLLIN on `fd`.
     bool prep_poll(int fd, uint64_t user_data);
 
@@ -49,7 +52,8 @@ class Ring {
     {
         unsigned head, n = 0;
         io_uring_cqe *cqe;
-        io_uring_for_each_cqe(&ring_, head, cqe) {
+        io_uring_for_each_cqe(&ring_, head, cqe)
+        {
             fn(cqe->user_data, cqe->res);
             n++;
         }

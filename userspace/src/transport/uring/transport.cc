@@ -106,9 +106,10 @@ size_t Transport::payload_for(const fuse::Engine &engine)
     return Entry::payload_size(n.max_write, n.max_pages, engine.reply_payload_size());
 }
 
-Transport::Transport(fuse::Engine &engine, int devfd, unsigned depth, size_t payload)
+Transport::Transport(fuse::Engine &engine, int devfd, unsigned depth, size_t payload,
+                     bool backend_io)
     : engine_(engine), devfd_(devfd), depth_(depth ? depth : 1),
-      payload_(payload ? payload : payload_for(engine))
+      payload_(payload ? payload : payload_for(engine)), backend_io_(backend_io)
 {
 }
 
@@ -130,8 +131,8 @@ std::string Transport::start(bool fresh, const Persist &mem, int timeout_ms)
                 qm.records = mem.records ? mem.records + size_t(q) * depth_ : nullptr;
                 qm.adopt = mem.adopt;
             }
-            queues_.push_back(
-                std::make_unique<Queue>(engine_, devfd_, q, depth_, payload_, fresh ? 20 : 1, qm));
+            queues_.push_back(std::make_unique<Queue>(engine_, devfd_, q, depth_, payload_,
+                                                      fresh ? 20 : 1, qm, backend_io_));
             queues_.back()->start();
         }
     } catch (const std::exception &e) {
@@ -271,7 +272,9 @@ std::vector<QueueInfo> Transport::snapshot() const
                      s.malformed.load(std::memory_order_relaxed),
                      s.offloaded.load(std::memory_order_relaxed),
                      s.reregistered.load(std::memory_order_relaxed),
-                     s.adopted.load(std::memory_order_relaxed)});
+                     s.adopted.load(std::memory_order_relaxed),
+                     s.backend_ops.load(std::memory_order_relaxed),
+                     s.backend_max.load(std::memory_order_relaxed)});
     }
     return v;
 }

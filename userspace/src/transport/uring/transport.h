@@ -40,6 +40,8 @@ struct QueueInfo {
     int cpu; // pinned to, or -1
     unsigned live;
     uint64_t requests, errors, malformed, offloaded, reregistered, adopted;
+    uint64_t backend_ops; // backing-file operations carried out on the ring
+    unsigned backend_max; // most of them in flight at once
 };
 
 // Where the entries live, for crash recovery: `base` holds queues x depth
@@ -57,7 +59,9 @@ class Transport {
     // engine must have negotiated INIT: buffer sizes follow max_write and
     // max_pages.
     // `payload`: bytes of payload buffer per entry; 0 takes payload_for().
-    Transport(fuse::Engine &engine, int devfd, unsigned depth, size_t payload = 0);
+    // `backend_io`: see Queue.
+    Transport(fuse::Engine &engine, int devfd, unsigned depth, size_t payload = 0,
+              bool backend_io = true);
     // The payload buffer an entry needs for what INIT settled.
     static size_t payload_for(const fuse::Engine &engine);
     Transport(const Transport &) = delete;
@@ -93,6 +97,7 @@ class Transport {
     unsigned queues() const { return unsigned(queues_.size()); }
     unsigned depth() const { return depth_; }
     size_t payload_size() const { return payload_; }
+    bool backend_io() const { return backend_io_; }
     std::string setup() const; // ring setup flags, for the log
     std::vector<QueueInfo> snapshot() const;
     uint64_t adopted() const; // a predecessor's requests answered, all queues
@@ -102,6 +107,7 @@ class Transport {
     int devfd_;
     unsigned depth_;
     size_t payload_;
+    bool backend_io_;
     std::vector<std::unique_ptr<Queue>> queues_;
     // Queues kicked; shared with the kicking thread, which may outlive us.
     std::shared_ptr<std::atomic<uint64_t>> kicked_ = std::make_shared<std::atomic<uint64_t>>(0);

@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "fuse/backend_io.h"
+
+#include <linux/magic.h>
+#include <sys/uio.h>
+#include <sys/vfs.h>
+
+namespace holdfast::fuse {
+
+namespace {
+
+IoPath learn(int fd)
+{
+    struct statfs st;
+    if (fstatfs(fd, &st) == 0 && (st.f_type == TMPFS_MAGIC || st.f_type == RAMFS_MAGIC))
+        return IoPath::inline_;
+    return IoPath::ring;
+}
+
+} // namespace
+
+bool BackendIo::try_now()
+{
+    if ((op != Op::read && op != Op::write) || !how)
+        return false; // fsync, fallocate: they wait for the device
+    auto path = IoPath(how->load(std::memory_order_relaxed));
+    if (path == IoPath::ring)
+        return false;
+    for (;;) {
+        const int flags = path == IoPath::inline_ ? 0 : RWF_NOWAIT;
+        iovec v{next_buf(), next_len()};
+        ssize_t n = op == Op::read ? preadv2(fd, &v, 1, off_t(next_off()), flags)
+                                   : pwritev2(fd, &v, 1, off_t(next_off()), flags);
+        if (n < 0 && errno == EOPNOTSUPP && flags) {
+            path = learn(fd);
+            how->store(uint8_t(path), std::memory_order_relaxed);
+            if (path == IoPath::ring)
+                return false;
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN && flags) {
+            if (path == IoPath::unknown)
+                how->store(uint8_t(IoPath::nowait), std::memory_order_relaxed);
+            return false; // would wait for the device: the ring's job
+        }
+        if (path == IoPath::unknown) {
+            path = IoPath::nowait;
+            how->store(uint8_t(path), std::memory_order_relaxed);
+        }
+        if (absorb(n < 0 ? -errno : int(n)))
+            return true;
+        // A short transfer: the rest may not be cached; try it the same way.
+    }
+}
+
+} // namespace holdfast::fuse

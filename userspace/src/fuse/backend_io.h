@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: GPL-2.0
+// A data operation on a backing file that the filesystem describes and the
+// transport carries out: READ, WRITE, FSYNC and FALLOCATE of an open file.
+//
+// A transport that owns an io_uring (FUSE-over-io_uring) submits these on
+// its ring next to its commits, so one queue thread keeps as many of them in
+// flight as the kernel hands it requests, instead of blocking in pread() for
+// each.  Engine::handle() leaves `op` at none when the request was served
+// synchronously; otherwise the transport submits the operation, feeds every
+// completion to absorb(), submits again what is left (a short read or write
+// that is not at EOF), and hands the result to Engine::complete().
+#pragma once
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+namespace holdfast::fuse {
+
+// How a backing file takes reads (or writes), learnt on first use and kept
+// with the open file (BackendIo::how).
+enum class IoPath : uint8_t {
+    unknown = 0,
+    // RWF_NOWAIT works: try without blocking, and only what would block
+    // (data not in the page cache) goes to the ring.
+    nowait,
+    // A memory filesystem (tmpfs, ramfs) without RWF_NOWAIT: its I/O never
+    // waits for a device, so it is done at once; on the ring it would go to
+    // an io_uring worker thread and back for nothing.
+    inline_,
+    // Anything else without RWF_NOWAIT may block: always the ring.
+    ring,
+};
+
+struct BackendIo {
+    enum class Op : uint8_t { none, read, write, fsync, fdatasync, fallocate };
+
+    Op op = Op::none;
+    int fd = -1;
+    // read: the reply's payload area; write: the request's data.
+    std::byte *buf = nullptr;
+    uint32_t len = 0;
+    uint64_t off = 0;
+    uint64_t length = 0; // fallocate's length (len is for transfers)
+    int mode = 0;        // fallocate's mode
+    // The open file's IoPath for this direction, shared by its operations;
+    // null: always the ring.
+    std::atomic<uint8_t> *how = nullptr;
+    // Keeps the open file (and so `fd`) alive until the operation is done:
+    // a RELEASE may come from a hostile client while it is in flight.
+    std::shared_ptr<const void> pin;
+    // Bytes transferred so far; the operation's result once finished.
+    uint32_t done = 0;
+    int result = 0;
+
+    bool pending() const { return op != Op::none; }
+
+    // Carries out what can be done without waiting for a device (see
+    // IoPath).  Returns true if the operation finished here (absorb() was
+    // fed its result); false if the rest must go to the ring.
+    bool try_now();
+
+    // Where the next submission starts (after a short transfer).
+    std::byte *next_buf() const { return buf + done; }
+    uint32_t next_len() const { return len - done; }
+    uint64_t next_off() const { return off + done; }
+
+    // Folds one completion result into the operation.  Returns true when it
+    // is finished (`result` then holds bytes transferred or a -errno), false
+    // when the rest must be submitted again.  Mirrors the synchronous loop
+    // in the filesystem: a transfer that fails after some bytes went through
+    // reports those bytes; 0 bytes means EOF (read) or no progress (write).
+    bool absorb(int res)
+    {
+        if (res == -EINTR || res == -EAGAIN) {
+            if (++retries_ <= kMaxRetries)
+                return false;
+            res = -EIO; // a backing file that never makes progress
+        }
+        switch (op) {
+        case Op::read:
+        case Op::write:
+            if (res < 0) {
+                result = done ? int(done) : res;
+                return true;
+            }
+            // The kernel never reports more than it was asked for; a
+            // result that does must not walk us past the buffer.
+            if (uint32_t(res) > len - done) {
+                result = -EIO;
+                return true;
+            }
+            done += uint32_t(res);
+            if (res == 0 || done == len) {
+                result = int(done);
+                return true;
+            }
+            return false;
+        case Op::fsync:
+        case Op::fdatasync:
+        case Op::fallocate:
+            result = res < 0 ? res : 0;
+            return true;
+        case Op::none:
+            break;
+        }
+        result = -EIO;
+        return true;
+    }
+
+  private:
+    static constexpr int kMaxRetries = 64;
+    int retries_ = 0;
+};
+
+} // namespace holdfast::fuse
