@@ -543,7 +543,7 @@ static void build_argv(const char **argv, int max, const char *bin, const struct
 
 	argv[n++] = bin;
 	argv[n++] = "--shared-dir";
-	argv[n++] = h->src;
+	argv[n++] = o && o->shared_dir ? o->shared_dir : h->src;
 	argv[n++] = "--mountpoint";
 	argv[n++] = h->mnt;
 	argv[n++] = "--ready-fd";

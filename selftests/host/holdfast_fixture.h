@@ -74,6 +74,12 @@ struct hf_opts {
 	 * back; HF_SETUP skips the test, saying why, if that cannot be done.
 	 */
 	const char *transport;
+	/*
+	 * --shared-dir instead of the scratch tree's srv/src: for a server
+	 * whose backing files live somewhere particular (another server's
+	 * mount, to make backing-file I/O wait on demand).
+	 */
+	const char *shared_dir;
 };
 
 struct hf {

@@ -12,6 +12,9 @@
  *             of data, 10k creates, flock contention on one CPU (SETLKW must
  *             not block its queue), and a kill -9 (the successor registers
  *             fresh entries).
+ *  uring_backend: backing-file I/O on the ring (--backend-io): a READ
+ *             whose backing file makes it wait does not hold up the next
+ *             request on the same queue; with --backend-io sync it does.
  *  uring_off: enable_uring=N: --transport auto falls back to /dev/fuse and
  *             says why; --transport uring refuses to start, clearly.
  */
@@ -652,6 +655,163 @@ TEST_F_TIMEOUT(uring_adopt, adopted_twice, 90)
 }
 
 /* enable_uring=N: the kernel does not offer the ring in INIT. */
+/*
+ * The backing files live on a second server's mount ("inner", /dev/fuse,
+ * uncached), whose READs can be stalled on demand: a backing file that
+ * makes the outer server's I/O wait for as long as the test wants.
+ */
+FIXTURE(uring_backend) {
+	struct hf h;		/* the server under test: io_uring transport */
+	struct hf inner;	/* its backing store */
+};
+
+FIXTURE_VARIANT(uring_backend) {
+	const char *args;
+	bool overlaps;		/* the second READ is served while the first waits */
+};
+
+FIXTURE_VARIANT_ADD(uring_backend, ring) {
+	.args = "--uring-queue-depth 4 --passthrough off --backend-io uring",
+	.overlaps = true,
+};
+
+FIXTURE_VARIANT_ADD(uring_backend, sync) {
+	.args = "--uring-queue-depth 4 --passthrough off --backend-io sync",
+	.overlaps = false,
+};
+
+FIXTURE_SETUP(uring_backend)
+{
+	struct hf_opts in = {
+		.cache = "never",
+		.fault_injection = true,
+		.transport = "dev",
+		.extra_args = "--passthrough off",
+	};
+	struct hf_opts o = {
+		.cache = "auto",
+		.transport = "uring",
+		.shared_dir = self->inner.mnt,
+		.extra_args = variant->args,
+	};
+
+	if (geteuid() != 0)
+		SKIP(_exit(255), "holdfastd must run as root (euid %d)", (int)geteuid());
+	ASSERT_EQ(0, hf_start(&self->inner, &in, _metadata->timeout));
+	HF_SETUP(&o);
+}
+
+FIXTURE_TEARDOWN(uring_backend)
+{
+	/* An outer READ may still wait on the inner server: let it go first. */
+	hf_ctl(&self->inner, NULL, 0, 5000, "unstall", NULL);
+	HF_TEARDOWN();
+	hf_teardown(&self->inner, !_metadata->passed);
+}
+
+struct seeded {
+	const char *path;
+	unsigned int seed;
+};
+
+/* One 4 KiB O_DIRECT read from CPU 0, so it goes to queue 0. */
+static int read_on_cpu0(void *arg)
+{
+	static char buf[4096] __attribute__((aligned(4096)));
+	const struct seeded *f = arg;
+	cpu_set_t set;
+	int fd;
+
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		return 10;
+	fd = open(f->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	if (fd < 0)
+		return 11;
+	if (pread(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf))
+		return 12;
+	if (hf_check(buf, sizeof(buf), f->seed, 0) != -1)
+		return 13;
+	return close(fd) ? 14 : 0;
+}
+
+/* waitpid() for up to @ms; 0 if @pid is still running then. */
+static int wait_for(pid_t pid, int ms, int *status)
+{
+	long long end = hf_now_ms() + ms;
+	pid_t r;
+
+	do {
+		r = waitpid(pid, status, WNOHANG);
+		if (r)
+			return r;
+		usleep(5000);
+	} while (hf_now_ms() < end);
+	return 0;
+}
+
+TEST_F_TIMEOUT(uring_backend, waiting_read_holds_no_queue, 60)
+{
+	static char buf[64 * 1024], doc[16384];
+	struct seeded a = { NULL, 1 }, b = { NULL, 2 };
+	char pa[PATH_MAX], pb[PATH_MAX], out[512];
+	pid_t ca, cb;
+	int st = 0;
+	long long end;
+
+	snprintf(pa, sizeof(pa), "%s", M("a"));
+	snprintf(pb, sizeof(pb), "%s", M("b"));
+	a.path = pa;
+	b.path = pb;
+	hf_fill(buf, sizeof(buf), a.seed, 0);
+	ASSERT_EQ(0, hf_write_file(pa, buf, sizeof(buf), 0644));
+	hf_fill(buf, sizeof(buf), b.seed, 0);
+	ASSERT_EQ(0, hf_write_file(pb, buf, sizeof(buf), 0644));
+
+	/* a's READ reaches the inner server and stops there. */
+	ASSERT_EQ(0, hf_ctl(&self->inner, out, sizeof(out), 5000, "stall", "READ", "before", "1",
+			    NULL)) TH_LOG("%s", out);
+	ca = hf_fork_child(NULL, 0);
+	ASSERT_LE(0, ca);
+	if (ca == 0)
+		_exit(read_on_cpu0(&a));
+	end = hf_now_ms() + 10000;
+	while (hf_status_num(&self->inner, "stalled") < 1 && hf_now_ms() < end)
+		usleep(2000);
+	ASSERT_LE(1, hf_status_num(&self->inner, "stalled")) TH_LOG("a's READ never stalled");
+
+	/* b's READ goes to the same queue, behind a's. */
+	cb = hf_fork_child(NULL, 0);
+	ASSERT_LE(0, cb);
+	if (cb == 0)
+		_exit(read_on_cpu0(&b));
+	if (variant->overlaps) {
+		ASSERT_EQ(cb, wait_for(cb, 10000, &st))
+			TH_LOG("b's READ waited for a's backing file");
+		ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) TH_LOG("b: status %#x", st);
+		EXPECT_EQ(0, wait_for(ca, 0, &st)) TH_LOG("a finished while its READ was stalled");
+		ASSERT_TRUE(hf_status(&self->h, doc, sizeof(doc)));
+		EXPECT_LE(2, queue_num(doc, 0, "backend_max")) TH_LOG("%s", doc);
+		EXPECT_NE(NULL, strstr(doc, "\"backend_io\":\"uring\"")) TH_LOG("%s", doc);
+	} else {
+		/* Served inline, a's READ holds its queue: b waits. */
+		EXPECT_EQ(0, wait_for(cb, 2000, &st)) TH_LOG("b overtook a with --backend-io sync");
+		ASSERT_TRUE(hf_status(&self->h, doc, sizeof(doc)));
+		EXPECT_EQ(0, queue_num(doc, 0, "backend_ops")) TH_LOG("%s", doc);
+	}
+
+	ASSERT_EQ(0, hf_ctl(&self->inner, out, sizeof(out), 5000, "unstall", NULL))
+		TH_LOG("%s", out);
+	st = hf_wait(ca, 10000);
+	ASSERT_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) TH_LOG("a: status %#x", st);
+	if (!variant->overlaps) {
+		st = hf_wait(cb, 10000);
+		ASSERT_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+			TH_LOG("b: status %#x", st);
+	}
+}
+
 FIXTURE(uring_off) {
 	struct hf h;
 	char old;
