@@ -3,18 +3,23 @@
 # shellcheck disable=SC2317
 #
 # holdfast benchmark: native directory vs holdfastd vs libfuse passthrough_hp,
-# all on one scratch tmpfs, in one invocation.  Not a test: it measures.
+# on a scratch tmpfs and/or a disk directory, in one invocation.  Not a test:
+# it measures.
 #
 # Usage: scripts/bench/run.sh [--reps N] [--quick] [--columns a,b,c] [--rows x,y]
-#                             [--out DIR] [--list]
+#                             [--source tmpfs|disk|both] [--out DIR] [--list]
 #   --reps N        repetitions (default 3); the table shows medians
 #   --quick         smoke-run sizes: 1k files, 64 MiB file, /usr/include/linux, 2 s fio
 #   --columns LIST  columns to run, in order (default: native,holdfastd,
 #                   holdfastd_norecovery,passthrough_hp); "modes" stands for
 #                   every holdfastd mode with its libfuse 3.18 peer (see --list)
 #   --rows LIST     rows to run (default: all default rows, see --list)
+#   --source WHERE  where the columns' source directories live: tmpfs (default,
+#                   a scratch tmpfs), disk (ext4 under /var/tmp, so cold reads
+#                   read the disk, native ones too) or both (every column on
+#                   both, interleaved in one run, one table per source)
 #   --out DIR       results directory (default: $HOLDFAST_CACHE/bench/<timestamp>)
-#   --list          list the known columns and rows and exit
+#   --list          list the known columns, rows and sources and exit
 # Environment:
 #   HOLDFAST_CACHE   cache dir (default ~/.cache/holdfast): peer build, helper, results
 #   HOLDFASTD        holdfastd binary (default <repo>/build/userspace/holdfastd)
@@ -23,9 +28,13 @@
 #                    override the sizes (see "sizes" below)
 #   BENCH_WARM=0     do not pre-fault memory before the rows that allocate
 #                    (see fsops.c: this VM returns freed memory to its host)
+#   BENCH_DISK_DIR   where --source disk makes its run-private directory
+#                    (default /var/tmp; must not be tmpfs)
+#   BENCH_QD32_ENGINE  fio engine of the randread_qd32 row (default libaio, or io_uring)
 #
 # How it runs.  Every column gets its own source directory on the same tmpfs
-# and (for FUSE servers) its own mountpoint.  Each repetition mounts every
+# (or disk directory; with --source both, every column runs twice, once per
+# source) and (for FUSE servers) its own mountpoint.  Each repetition mounts every
 # column afresh, then runs the rows in order; within a row the columns take
 # turns (the starting column rotates from one repetition to the next), so slow
 # drifts of this noisy 2-core machine hit every column alike.  Each row has an
@@ -57,6 +66,7 @@ COLUMNS_ARG=""
 ROWS_ARG=""
 OUT=""
 LIST=0
+SOURCE=tmpfs
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--reps) REPS=${2:?--reps needs a number}; shift 2 ;;
@@ -66,6 +76,8 @@ while [ $# -gt 0 ]; do
 	--columns=*) COLUMNS_ARG=${1#*=}; shift ;;
 	--rows) ROWS_ARG=${2:?--rows needs a list}; shift 2 ;;
 	--rows=*) ROWS_ARG=${1#*=}; shift ;;
+	--source) SOURCE=${2:?--source needs tmpfs, disk or both}; shift 2 ;;
+	--source=*) SOURCE=${1#*=}; shift ;;
 	--out) OUT=${2:?--out needs a directory}; shift 2 ;;
 	--out=*) OUT=${1#*=}; shift ;;
 	--list) LIST=1; shift ;;
@@ -74,6 +86,11 @@ while [ $# -gt 0 ]; do
 	esac
 done
 [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || die "--reps wants a positive number, not '$REPS'"
+case "$SOURCE" in
+tmpfs | disk) SOURCES=("$SOURCE") ;;
+both) SOURCES=(tmpfs disk) ;;
+*) die "--source wants tmpfs, disk or both, not '$SOURCE'" ;;
+esac
 
 # ---------------------------------------------------------------- sizes
 if [ "$QUICK" = 1 ]; then
@@ -92,12 +109,27 @@ fi
 ROW_TIMEOUT=${BENCH_ROW_TIMEOUT:-600}
 # 0: do not pre-fault memory before allocating rows (see fsops.c "warm").
 WARM=${BENCH_WARM:-1}
+# --source disk: the run-private directory goes below this (ext4 on the
+# virtio disk here), so cold reads really read the disk.
+DISK_BASE=${BENCH_DISK_DIR:-/var/tmp}
+# The queue-depth-32 row needs an asynchronous engine; both are in bookworm's
+# fio 3.33.  libaio submits from fio's thread straight into FUSE's async
+# direct I/O; io_uring hands a read it cannot issue without blocking to its
+# io-wq worker threads, which on 2 CPUs compete with the server.
+QD32_ENGINE=${BENCH_QD32_ENGINE:-libaio}
+case "$QD32_ENGINE" in
+io_uring | libaio) ;;
+*) die "BENCH_QD32_ENGINE wants io_uring or libaio, not '$QD32_ENGINE'" ;;
+esac
 
 # Human count for row labels: 10000 -> 10k, 1024 MiB -> 1 GiB.
 kfmt() { if [ $(($1 % 1000)) = 0 ]; then echo "$(($1 / 1000))k"; else echo "$1"; fi; }
 mibfmt() { if [ $(($1 % 1024)) = 0 ]; then echo "$(($1 / 1024)) GiB"; else echo "$1 MiB"; fi; }
 NF=$(kfmt "$FILES")
 SZ=$(mibfmt "$FILE_MIB")
+# The rmrf row removes one extracted copy of the tar tree: say how big it is.
+TREE_FILES=$(find "$TAR_SRC" ! -type d 2>/dev/null | wc -l)
+TREE_DIRS=$(find "$TAR_SRC" -type d 2>/dev/null | wc -l)
 
 # ---------------------------------------------------------------- rows
 # name | unit | better (lo/hi) | label.  Order = execution order.
@@ -106,11 +138,14 @@ create|s|lo|create $NF empty files (s)
 stat|s|lo|stat $NF files (s)
 unlink|s|lo|unlink $NF files (s)
 tar|s|lo|2x parallel tar x $(basename "$TAR_SRC") (s)
+rmrf|s|lo|rm -rf $(basename "$TAR_SRC") tree, $TREE_FILES files + $TREE_DIRS dirs (s)
 seqwrite|MiB/s|hi|seq write $SZ + fsync (MiB/s)
 coldread|MiB/s|hi|cold seq read $SZ (MiB/s)
 randread|IOPS|hi|4k randread O_DIRECT QD1 (IOPS)
+randread_buffered|IOPS|hi|4k randread buffered, cold, QD1 (IOPS)
+randread_qd32|IOPS|hi|4k randread O_DIRECT QD32 $QD32_ENGINE (IOPS)
 "
-DEFAULT_ROWS="create stat unlink tar seqwrite coldread randread"
+DEFAULT_ROWS="create stat unlink tar rmrf seqwrite coldread randread randread_buffered randread_qd32"
 
 row_field() { # row_field NAME FIELD(1..4)
 	awk -F'|' -v n="$1" -v f="$2" '$1 == n { print $f }' <<<"$ROWS_TABLE"
@@ -163,6 +198,23 @@ row_tar() {
 	elapsed "$t0" "$t1"
 }
 
+# rm -rf of a tree made through the mount: a directory walk with a LOOKUP,
+# UNLINK or RMDIR per entry (the 1 s entry timeouts of --cache auto have
+# expired, as in the stat row).  sync first, so the disk source does not
+# write the extracted tree back during the timed part.
+row_rmrf_prep() {
+	rm -rf "$1/rmtree" && mkdir "$1/rmtree" && tar -xf "$TARBALL" -C "$1/rmtree" && sync || return 1
+	sleep 1.5
+}
+row_rmrf() {
+	local t0 t1
+	t0=$(now)
+	rm -rf "$1/rmtree" || return 1
+	t1=$(now)
+	[ ! -e "$1/rmtree" ] || { echo "rmrf: $1/rmtree still exists" >&2; return 1; }
+	elapsed "$t0" "$t1"
+}
+
 # tmpfs pages + the FUSE page cache's copy.
 row_seqwrite_prep() { rm -f "$1/big" && warm $((2 * FILE_MIB + 256)); }
 row_seqwrite() {
@@ -175,12 +227,12 @@ row_seqwrite() {
 
 big_present() { [ -f "$1/big" ] && [ "$(stat -c %s "$1/big")" = $((FILE_MIB * 1048576)) ]; }
 row_coldread_prep() { big_present "$1" || dd if=/dev/zero of="$1/big" bs=1M count="$FILE_MIB" conv=fsync status=none; }
+# drop_caches cannot drop tmpfs pages (the native tmpfs column stays
+# "warm"), but it drops the FUSE mount's page cache and the disk source's.
+drop_caches() { sync && echo 3 >/proc/sys/vm/drop_caches; }
 row_coldread() {
 	local t0 t1
-	# drop_caches cannot drop tmpfs pages (the native column stays "warm"),
-	# but it drops the FUSE mount's page cache, which is what matters here.
-	sync
-	echo 3 >/proc/sys/vm/drop_caches
+	drop_caches || return 1
 	warm $((FILE_MIB + 256))
 	t0=$(now)
 	dd if="$1/big" of=/dev/null bs=1M status=none || return 1
@@ -188,16 +240,51 @@ row_coldread() {
 	mibps "$FILE_MIB" "$(elapsed "$t0" "$t1")"
 }
 
-row_randread_prep() { row_coldread_prep "$1"; }
-row_randread() {
-	local out
-	out=$(fio --name=randread --filename="$1/big" --size="${FILE_MIB}M" \
-		--ioengine=psync --direct=1 --bs=4k --rw=randread --iodepth=1 \
-		--runtime="$FIO_SECONDS" --time_based --randrepeat=0 --norandommap \
-		--minimal --output-format=terse 2>&1) || { echo "$out" >&2; return 1; }
+# fio_iops FILE FIO-ARGS...: one time-based 4k random-read job on FILE,
+# prints its read IOPS.
+fio_iops() {
+	local f=$1 out
+	shift
+	out=$(fio --name=randread --filename="$f" --size="${FILE_MIB}M" \
+		--bs=4k --rw=randread --runtime="$FIO_SECONDS" --time_based --randrepeat=0 \
+		"$@" --minimal --output-format=terse 2>&1) || { echo "$out" >&2; return 1; }
 	# terse v3: field 8 = read IOPS
 	awk -F';' '$1 == 3 { printf "%.0f\n", $8; found = 1 } END { exit !found }' <<<"$out" \
 		|| { echo "$out" >&2; return 1; }
+}
+
+row_randread_prep() { row_coldread_prep "$1"; }
+# The O_DIRECT rows drop the caches too: a server that opens the backing
+# file without O_DIRECT (holdfastd does) must not find it in the page cache
+# the rows before filled, on the disk source.
+row_randread() {
+	drop_caches || return 1
+	fio_iops "$1/big" --ioengine=psync --direct=1 --iodepth=1 --norandommap
+}
+
+# Buffered random reads of a file whose page cache was just dropped, so the
+# reads go through the FUSE page cache to the server (and, on the disk
+# source, to the disk).  The file cannot be bigger than what this machine
+# caches, so instead: drop_caches before the job, fadvise RANDOM (fio's
+# fadvise_hint) so no read-ahead, and fio's random map (no --norandommap):
+# each 4k block is read once per pass over the file, and with --invalidate=1
+# fio drops the file's cache again at the start of every pass (time_based
+# starts a new one when the map is full).  So every read misses the page
+# cache, however fast the column.  tmpfs native is in memory anyway.
+row_randread_buffered_prep() { row_coldread_prep "$1"; }
+row_randread_buffered() {
+	drop_caches || return 1
+	warm $((FILE_MIB + 256))
+	fio_iops "$1/big" --ioengine=psync --direct=0 --iodepth=1 --invalidate=1 --fadvise_hint=1
+}
+
+# 32 O_DIRECT reads in flight: what the server does with concurrent
+# requests (FUSE sends async direct I/O as parallel FUSE_READs, up to the
+# connection's max_background).
+row_randread_qd32_prep() { row_coldread_prep "$1"; }
+row_randread_qd32() {
+	drop_caches || return 1
+	fio_iops "$1/big" --ioengine="$QD32_ENGINE" --direct=1 --iodepth=32 --norandommap
 }
 
 # ---------------------------------------------------------------- columns
@@ -215,7 +302,7 @@ declare -A COLUMN_SETS=(
 	[modes]="native holdfastd holdfastd_uring holdfastd_passthrough holdfastd_uring_passthrough passthrough_hp passthrough_hp318 passthrough_hp318_uring passthrough_hp318_passthrough passthrough_hp318_uring_passthrough"
 )
 declare -A COL_NOTE=(
-	[native]="the tmpfs directory itself"
+	[native]="the source directory itself (no FUSE)"
 	[holdfastd]="holdfastd defaults, --cache auto pinned: 1 s entry/attr timeouts, no writeback, no keep_cache; --passthrough off pinned (the server does every read and write); threads = CPUs (min 2); crash recovery on (runs under holdfast-fdstore); no default_permissions (server checks, switching credentials per request); --ready-fd"
 	[holdfastd_norecovery]="holdfastd as above with --recovery off: no fd store, no journal (the baseline for the cost of recovery)"
 	[holdfastd_uring]="holdfastd as above with --transport uring (FUSE-over-io_uring; the fuse module's enable_uring is set to Y for the run and restored at exit)"
@@ -283,6 +370,7 @@ uring_enable() { # uring_enable COLUMN: enable_uring=Y for the rest of the run
 	if [ -z "$URING_OLD" ]; then
 		URING_OLD=$(cat "$ENABLE_URING")
 		echo Y >"$ENABLE_URING" 2>/dev/null || { log "$1: cannot write $ENABLE_URING"; URING_OLD=""; return 1; }
+		log "$1: $ENABLE_URING was $URING_OLD, Y for this run"
 	fi
 }
 col_holdfastd_uring_check() {
@@ -379,7 +467,10 @@ if [ "$LIST" = 1 ]; then
 	for c in $ALL_COLUMNS; do printf '  %-36s %s\n' "$c" "${COL_NOTE[$c]}"; done
 	for c in "${!COLUMN_SETS[@]}"; do echo "column set $c: ${COLUMN_SETS[$c]}"; done
 	echo "rows (default: $DEFAULT_ROWS):"
-	for r in $DEFAULT_ROWS; do printf '  %-10s %s\n' "$r" "$(row_field "$r" 4)"; done
+	while IFS='|' read -r r _ _ label; do
+		[ -z "$r" ] || printf '  %-18s %s\n' "$r" "$label"
+	done <<<"$ROWS_TABLE"
+	echo "sources (--source, default tmpfs): tmpfs (a scratch tmpfs), disk (a directory under $DISK_BASE), both"
 	exit 0
 fi
 
@@ -393,7 +484,7 @@ for c in $COLUMNS; do
 	[[ " $ALL_COLUMNS " == *" $c "* ]] || die "unknown column '$c' (known: $ALL_COLUMNS)"
 done
 for r in $ROWS; do
-	[ -n "$(row_field "$r" 1)" ] || die "unknown row '$r' (known: $DEFAULT_ROWS)"
+	[ -n "$(row_field "$r" 1)" ] || die "unknown row '$r' (known: $(cut -d'|' -f1 <<<"$ROWS_TABLE" | xargs))"
 done
 
 [ "$(id -u)" = 0 ] || die "must run as root (mount, drop_caches)"
@@ -405,6 +496,7 @@ done
 # ---------------------------------------------------------------- mounts & cleanup
 # Everything launched is recorded here; cleanup() undoes all of it, on any exit.
 SCRATCH=""
+DISKDIR=""
 declare -A SRV_PID=() SRV_MNT=() SRV_CONN=()
 CLEANING=0
 
@@ -435,7 +527,7 @@ pid_gone() { # pid_gone PID [TENTHS]: wait until PID exits; false if it lives on
 	! kill -0 "$1" 2>/dev/null
 }
 
-# stop_server COLUMN: SIGTERM (holdfastd and libfuse unmount and exit on it);
+# stop_server KEY (an instance, see inst_key): SIGTERM (holdfastd and libfuse unmount and exit on it);
 # a server that does not exit is hung: abort its connection via fusectl so
 # nothing blocks on it, then SIGKILL.  A mount left behind (crash, or a
 # connection kept open elsewhere, e.g. by an fd store) is unmounted, and
@@ -505,6 +597,9 @@ cleanup() {
 		fi
 		rm -rf --one-file-system "$SCRATCH" 2>/dev/null || rmdir "$SCRATCH" 2>/dev/null
 	fi
+	if [ -n "$DISKDIR" ]; then
+		rm -rf --one-file-system "$DISKDIR" 2>/dev/null || log "cleanup: could not remove $DISKDIR"
+	fi
 	if [ -n "$URING_OLD" ]; then
 		echo "$URING_OLD" >"$ENABLE_URING" 2>/dev/null || log "cleanup: could not restore $ENABLE_URING to $URING_OLD"
 	fi
@@ -514,8 +609,9 @@ trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated"; exit 143' TERM HUP
 
-# Leftovers of an earlier run that was SIGKILLed (its pid file names a dead pid).
-for d in /tmp/holdfast-bench.*; do
+# Leftovers of an earlier run that was SIGKILLed (its pid file names a dead
+# pid): the scratch tmpfs with its mounts, and the disk source directory.
+for d in /tmp/holdfast-bench.* "$DISK_BASE"/holdfast-bench.*; do
 	[ -d "$d" ] || continue
 	opid=$(cat "$d/.owner" 2>/dev/null || true)
 	[ -n "$opid" ] && kill -0 "$opid" 2>/dev/null && continue
@@ -531,13 +627,13 @@ done
 # START_WHY: why the last start_server failed, when it knows more than
 # "did not start".
 START_WHY=""
-start_server() { # start_server COLUMN SRC MNT LOG: launch, wait until mounted (and verified)
-	local c=$1 src=$2 mnt=$3 logf=$4 fifo rfd pid line="" i ok=0 use_fd=0 how="" t0
+start_server() { # start_server KEY SRC MNT LOG: launch, wait until mounted (and verified)
+	local c=$1 col=${1%@*} src=$2 mnt=$3 logf=$4 fifo rfd pid line="" i ok=0 use_fd=0 how="" t0
 	t0=$(now)
 	START_WHY=""
 	CMD=()
-	"col_${c}_cmd" "$src" "$mnt"
-	declare -F "col_${c}_ready_fd" >/dev/null && "col_${c}_ready_fd" && use_fd=1
+	"col_${col}_cmd" "$src" "$mnt"
+	declare -F "col_${col}_ready_fd" >/dev/null && "col_${col}_ready_fd" && use_fd=1
 	echo "# $(date -Is) ${CMD[*]}" >>"$logf"
 	if [ "$use_fd" = 1 ]; then
 		fifo=$SCRATCH/.ready-$c
@@ -574,7 +670,7 @@ start_server() { # start_server COLUMN SRC MNT LOG: launch, wait until mounted (
 	fi
 	SRV_CONN[$c]=$(mount_minor "$mnt")
 	echo "# ready after $(elapsed "$t0" "$(now)") s ($how), pid $pid, connection ${SRV_CONN[$c]}, fstype $(mount_fstype "$mnt")" >>"$logf"
-	if declare -F "col_${c}_verify" >/dev/null && ! START_WHY=$("col_${c}_verify" "$pid" "$mnt"); then
+	if declare -F "col_${col}_verify" >/dev/null && ! START_WHY=$("col_${col}_verify" "$pid" "$mnt"); then
 		START_WHY="not in its mode: $START_WHY"
 		log "$c: $START_WHY"
 		echo "# $START_WHY" >>"$logf"
@@ -584,7 +680,7 @@ start_server() { # start_server COLUMN SRC MNT LOG: launch, wait until mounted (
 	return 0
 }
 
-server_alive() { # server_alive COLUMN: process alive and mount answers
+server_alive() { # server_alive KEY: process alive and mount answers
 	local c=$1
 	[ -z "${SRV_PID[$c]:-}" ] && return 0   # native
 	kill -0 "${SRV_PID[$c]}" 2>/dev/null || return 1
@@ -608,7 +704,7 @@ read -r -a ROWL <<<"$ROWS"
 RAW=$OUT/raw.csv
 TABLE=$OUT/table.md
 RUNLOG=$OUT/logs/run.log
-: >"$RAW"; echo "rep,row,column,value,unit,status" >"$RAW"
+: >"$RAW"; echo "rep,row,column,value,unit,status,source" >"$RAW"
 
 # Metadata helper (fsops.c), compiled into the cache when the source changes.
 FSOPS=$CACHE/bench/bin/fsops
@@ -618,15 +714,45 @@ if [ ! -x "$FSOPS" ] || [ "$SCRIPT_DIR/fsops.c" -nt "$FSOPS" ]; then
 	mv "$FSOPS.tmp" "$FSOPS"
 fi
 
-# Scratch tmpfs: every column's 1 GiB file lives at once (row-major
+# Instances: a column on a source.  The key is the column's name on tmpfs
+# and NAME@disk on the disk, so a tmpfs-only run keeps its old names (logs,
+# mountpoints).  Source-major order, so the two columns of a ratio pair stay
+# next to each other when the order rotates.
+inst_key() { if [ "$2" = tmpfs ]; then echo "$1"; else echo "$1@$2"; fi; }
+inst_col() { echo "${1%@*}"; }
+inst_src() { if [[ "$1" == *@disk ]]; then echo "$DISKDIR/src/${1%@*}"; else echo "$SCRATCH/src/$1"; fi; }
+INST=()
+for s in "${SOURCES[@]}"; do
+	for c in "${COLS[@]}"; do INST+=("$(inst_key "$c" "$s")"); done
+done
+
+# Scratch tmpfs: every tmpfs column's 1 GiB file lives at once (row-major
 # interleaving), plus two extracted trees of one column at a time, plus the
-# tarball, plus slack.
+# tarball, plus slack.  It also holds every mountpoint.
 TAR_MIB=$(du -sm --apparent-size "$TAR_SRC" | awk '{ print $1 }')
-size_mib=$(( ${#COLS[@]} * (FILE_MIB + 64) + 3 * TAR_MIB + 512 ))
+ncol_on() { local n=0 s; for s in "${SOURCES[@]}"; do [ "$s" = "$1" ] && n=${#COLS[@]}; done; echo "$n"; }
+size_mib=$(( $(ncol_on tmpfs) * (FILE_MIB + 64) + 3 * TAR_MIB + 512 ))
 SCRATCH=$(mktemp -d /tmp/holdfast-bench.XXXXXX)
 mount -t tmpfs -o "size=${size_mib}m,mode=0755" holdfast-bench "$SCRATCH" || die "cannot mount tmpfs on $SCRATCH"
 echo $$ >"$SCRATCH/.owner"
 mkdir -p "$SCRATCH/src" "$SCRATCH/mnt"
+
+# Disk source: a run-private directory on a disk file system (removed at
+# exit), for the same files as the tmpfs columns need; the mountpoints and
+# the tarball stay on the tmpfs.
+DISK_DESC=""
+if [ "$(ncol_on disk)" != 0 ]; then
+	[ -d "$DISK_BASE" ] || die "BENCH_DISK_DIR $DISK_BASE is not a directory"
+	fstype=$(stat -f -c %T "$DISK_BASE")
+	[ "$fstype" != tmpfs ] || die "$DISK_BASE is a tmpfs; --source disk wants a disk (set BENCH_DISK_DIR)"
+	need_mib=$(( $(ncol_on disk) * (FILE_MIB + 64) + 2 * TAR_MIB + 512 ))
+	avail_mib=$(df -Pm "$DISK_BASE" | awk 'NR == 2 { print $4 }')
+	[ "$avail_mib" -ge "$need_mib" ] || die "$DISK_BASE has $avail_mib MiB free; --source disk needs $need_mib MiB"
+	DISKDIR=$(mktemp -d "$DISK_BASE/holdfast-bench.XXXXXX") || die "cannot make a directory in $DISK_BASE"
+	echo $$ >"$DISKDIR/.owner"
+	mkdir -p "$DISKDIR/src"
+	DISK_DESC="$(findmnt -n -o FSTYPE,SOURCE -T "$DISKDIR" | tr -s ' ' | sed 's/ / on /') at $DISKDIR"
+fi
 TARBALL=$SCRATCH/tree.tar
 tar -cf "$TARBALL" -C "$(dirname "$TAR_SRC")" "$(basename "$TAR_SRC")" 2>>"$RUNLOG" \
 	|| die "cannot make the tarball of $TAR_SRC"
@@ -634,7 +760,8 @@ tar -cf "$TARBALL" -C "$(dirname "$TAR_SRC")" "$(basename "$TAR_SRC")" 2>>"$RUNL
 {
 	echo "# holdfast bench $STAMP"
 	echo "kernel: $(uname -r); cpus: $(nproc); reps: $REPS; quick: $QUICK"
-	echo "files: $FILES; file: $FILE_MIB MiB; fio: $FIO_SECONDS s; tar: $TAR_SRC ($TAR_MIB MiB); tmpfs: $size_mib MiB at $SCRATCH"
+	echo "files: $FILES; file: $FILE_MIB MiB; fio: $FIO_SECONDS s; qd32 engine: $QD32_ENGINE; tar: $TAR_SRC ($TAR_MIB MiB, $TREE_FILES files + $TREE_DIRS dirs); tmpfs: $size_mib MiB at $SCRATCH"
+	echo "sources: ${SOURCES[*]}${DISK_DESC:+; disk: $DISK_DESC}"
 	for c in "${COLS[@]}"; do echo "column $c: ${COL_NOTE[$c]}"; done
 	if [ -n "$HOLDFASTD_SNAP" ]; then
 		echo "holdfastd: snapshot of $HOLDFASTD_ORIG ($(stat -c %y "$HOLDFASTD_ORIG" 2>/dev/null), sha256 $(sha256sum "$HOLDFASTD" | cut -c1-16)); $("$HOLDFASTD" --version 2>&1 | head -1)"
@@ -645,21 +772,28 @@ tar -cf "$TARBALL" -C "$(dirname "$TAR_SRC")" "$(basename "$TAR_SRC")" 2>>"$RUNL
 	[ -z "$PHP318" ] || echo "passthrough_hp318: $PHP318"
 } >"$OUT/meta.txt"
 log "results: $OUT"
-log "columns: ${COLS[*]}; rows: ${ROWL[*]}; reps: $REPS; tmpfs ${size_mib} MiB"
+log "columns: ${COLS[*]}; rows: ${ROWL[*]}; sources: ${SOURCES[*]}; reps: $REPS; tmpfs ${size_mib} MiB${DISK_DESC:+; disk: $DISK_DESC}"
 
 # ---------------------------------------------------------------- run
 declare -A COL_DEAD=()    # COL_DEAD[c]=1: server gone for this rep
 declare -A COL_DIR=()
 ERRORS=0
 
-record() { echo "$1,$2,$3,$4,$5,$6" >>"$RAW"; }
+# record REP ROW KEY VALUE UNIT STATUS: one raw.csv line (column and source
+# split from KEY; a comma in STATUS would shift the source field).
+record() {
+	local src=tmpfs
+	[[ "$3" == *@* ]] && src=${3#*@}
+	echo "$1,$2,${3%@*},$4,$5,${6//,/;},$src" >>"$RAW"
+}
+declare -A ROW_SECS=()   # wall time of each row (prep included), all instances and reps
 
 # The row functions and the variables they use, for the child shells below.
 ROWLIB=$SCRATCH/.rowlib.sh
 {
 	echo "set -o pipefail"
 	declare -f
-	declare -p FILES FILE_MIB FSOPS TARBALL FIO_SECONDS TAR_MIB WARM
+	declare -p FILES FILE_MIB FSOPS TARBALL FIO_SECONDS TAR_MIB WARM QD32_ENGINE
 } >"$ROWLIB"
 
 # run_limited FUNC DIR: run a row function in a child bash under timeout(1),
@@ -683,15 +817,15 @@ T_START=$(now)
 for ((rep = 1; rep <= REPS; rep++)); do
 	# Rotate the column order so no column always goes first.
 	order=()
-	for ((i = 0; i < ${#COLS[@]}; i++)); do order+=("${COLS[(i + rep - 1) % ${#COLS[@]}]}"); done
+	for ((i = 0; i < ${#INST[@]}; i++)); do order+=("${INST[(i + rep - 1) % ${#INST[@]}]}"); done
 	log "rep $rep/$REPS: order ${order[*]}"
 
 	# Mount every column afresh on a fresh source directory.
-	for c in "${COLS[@]}"; do
+	for c in "${INST[@]}"; do
 		COL_DEAD[$c]=""
-		src=$SCRATCH/src/$c
+		src=$(inst_src "$c")
 		rm -rf --one-file-system "$src"; mkdir -p "$src"
-		if declare -F "col_${c}_cmd" >/dev/null; then
+		if declare -F "col_$(inst_col "$c")_cmd" >/dev/null; then
 			mnt=$SCRATCH/mnt/$c
 			mkdir -p "$mnt"
 			if start_server "$c" "$src" "$mnt" "$OUT/logs/$c.log"; then
@@ -707,6 +841,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
 
 	for r in "${ROWL[@]}"; do
 		unit=$(row_field "$r" 2)
+		t_row=$(now)
 		for c in "${order[@]}"; do
 			if [ -n "${COL_DEAD[$c]}" ]; then
 				record "$rep" "$r" "$c" "" "$unit" "skipped: ${COL_DEAD[$c]}"
@@ -750,18 +885,19 @@ for ((rep = 1; rep <= REPS; rep++)); do
 				fi
 			fi
 			record "$rep" "$r" "$c" "$value" "$unit" "$status"
-			[ "$status" = ok ] && log "rep $rep: $(printf '%-9s %-22s %12s %s' "$r" "$c" "$value" "$unit")"
+			[ "$status" = ok ] && log "rep $rep: $(printf '%-17s %-28s %12s %s' "$r" "$c" "$value" "$unit")"
 		done
+		ROW_SECS[$r]=$(awk -v a="${ROW_SECS[$r]:-0}" -v b="$(elapsed "$t_row" "$(now)")" 'BEGIN { printf "%.1f", a + b }')
 	done
 
 	# Crash check after the rep, then unmount for the next one.
-	for c in "${COLS[@]}"; do
+	for c in "${INST[@]}"; do
 		if [ -z "${COL_DEAD[$c]}" ] && ! server_alive "$c"; then
 			log "$c: server dead or mount unresponsive at the end of rep $rep"
 			ERRORS=$((ERRORS + 1))
 		fi
 		stop_server "$c"
-		rm -rf --one-file-system "$SCRATCH/src/$c"
+		rm -rf --one-file-system "$(inst_src "$c")"
 	done
 done
 T_END=$(now)
@@ -773,7 +909,7 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 	echo "# holdfast benchmark ($STAMP)"
 	echo
 	echo "Medians of $REPS repetitions; columns interleaved within each repetition."
-	echo "Machine: $(nproc) CPUs, kernel $(uname -r); source: tmpfs. Rows marked (s): lower is better;"
+	echo "Machine: $(nproc) CPUs, kernel $(uname -r); source: ${SOURCES[*]}. Rows marked (s): lower is better;"
 	echo "(MiB/s), (IOPS): higher is better. Ratio A/B = median over the repetitions of"
 	echo "A's value / B's value in the same repetition (so for (s) rows > 1 means A is slower,"
 	echo "for (MiB/s) and (IOPS) rows < 1 means A is slower)."
@@ -795,7 +931,21 @@ for pair in $RATIOS; do
 	done
 done
 
-awk -F, -v cols="${COLS[*]}" -v rows="${ROWL[*]}" -v ratios="$RATIOS_RUN" -v rowtable="$ROWS_TABLE" '
+# One table per source: the columns ran on each source alike, and a ratio
+# compares two columns on the same source.
+source_note() {
+	case "$1" in
+	tmpfs) echo "every column's source directory is on one scratch tmpfs (native and cold reads never touch a disk)" ;;
+	disk) echo "every column's source directory is in $DISK_DESC; drop_caches empties its page cache too, so cold reads read the disk, in the native column as well" ;;
+	esac
+}
+for src in "${SOURCES[@]}"; do
+if [ "${#SOURCES[@]}" -gt 1 ]; then
+	{ echo "## Source: $src"; echo; echo "$(source_note "$src")."; echo; } >>"$TABLE"
+else
+	{ echo "Source: $(source_note "$src")."; echo; } >>"$TABLE"
+fi
+awk -F, -v src="$src" -v cols="${COLS[*]}" -v rows="${ROWL[*]}" -v ratios="$RATIOS_RUN" -v rowtable="$ROWS_TABLE" '
 function median(s,    a, n, i, j, t) {
 	n = split(s, a, " ")
 	for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > t + 0; j--) a[j + 1] = a[j]; a[j + 1] = t }
@@ -813,6 +963,7 @@ BEGIN {
 	nr = split(rowtable, rl, "\n")
 	for (i = 1; i <= nr; i++) if (rl[i] != "") { split(rl[i], f, "|"); label[f[1]] = f[4] }
 }
+NR > 1 && $7 != src { next }
 NR > 1 && $6 == "ok" { pv[$1, $2, $3] = $4; if ($1 + 0 > maxrep) maxrep = $1 + 0; v[$2, $3] = v[$2, $3] " " $4; cnt[$2, $3]++; if (!(($2, $3) in mn) || $4 + 0 < mn[$2, $3]) mn[$2, $3] = $4 + 0; if ($4 + 0 > mx[$2, $3]) mx[$2, $3] = $4 + 0 }
 NR > 1 && $6 != "ok" { bad[$2, $3]++ }
 END {
@@ -856,13 +1007,14 @@ END {
 		print l
 	}
 }' "$RAW" >>"$TABLE"
+echo >>"$TABLE"
+done
 
 secs=$(awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "%.0f", b - a }')
 {
-	echo
 	for c in "${COLS[@]}"; do echo "- $c: ${COL_NOTE[$c]}"; done
 	[ -z "$SKIPPED" ] || echo "- **skipped (could not run):$SKIPPED** (see the log above the table)"
-	for c in "${COLS[@]}"; do
+	for c in "${INST[@]}"; do
 		n=$(grep -cF -- "$PASSTHROUGH_FAILED" "$OUT/logs/$c.log" 2>/dev/null) || n=0
 		[ "$n" = 0 ] && continue
 		ERRORS=$((ERRORS + 1))
@@ -871,7 +1023,7 @@ secs=$(awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "%.0f", b - a }')
 	# What the servers said that looks like trouble (crash, restart, error);
 	# our own "# ..." lines and info/debug messages are not.
 	trouble() { grep -v -e '^# ' -e ' info: ' -e ' debug: ' | grep -iE 'error|warn|crash|restart|signal|abort|fatal|fail|killed|dump'; }
-	for c in "${COLS[@]}"; do
+	for c in "${INST[@]}"; do
 		f=$OUT/logs/$c.log
 		[ -f "$f" ] || continue
 		n=$(trouble <"$f" | wc -l)
@@ -881,6 +1033,7 @@ secs=$(awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "%.0f", b - a }')
 	done
 	echo
 	echo "Run time: ${secs} s (measurement loop). Raw: $RAW. Logs: $OUT/logs/."
+	echo "Time per row, all columns and repetitions, prep included (s): $(for r in "${ROWL[@]}"; do printf '%s %s; ' "$r" "${ROW_SECS[$r]:-0}"; done)"
 	[ "$ERRORS" = 0 ] || echo "**$ERRORS errors** (see raw.csv status column and logs/run.log)."
 } >>"$TABLE"
 
