@@ -720,6 +720,7 @@ static int read_on_cpu0(void *arg)
 	static char buf[4096] __attribute__((aligned(4096)));
 	const struct seeded *f = arg;
 	cpu_set_t set;
+	ssize_t n;
 	int fd;
 
 	CPU_ZERO(&set);
@@ -729,11 +730,14 @@ static int read_on_cpu0(void *arg)
 	fd = open(f->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
 	if (fd < 0)
 		return 11;
-	if (pread(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf))
-		return 12;
-	if (hf_check(buf, sizeof(buf), f->seed, 0) != -1)
+	n = pread(fd, buf, sizeof(buf), 0);
+	if (n < 0)
+		return errno < 150 ? 100 + errno : 12; /* 100 + errno */
+	if (n != (ssize_t)sizeof(buf))
 		return 13;
-	return close(fd) ? 14 : 0;
+	if (hf_check(buf, sizeof(buf), f->seed, 0) != -1)
+		return 14;
+	return close(fd) ? 15 : 0;
 }
 
 /* waitpid() for up to @ms; 0 if @pid is still running then. */
