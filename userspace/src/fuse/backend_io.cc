@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "fuse/backend_io.h"
 
+#include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/uio.h>
 #include <sys/vfs.h>
+#include <unistd.h>
 
 namespace holdfast::fuse {
 
@@ -50,6 +52,36 @@ bool BackendIo::try_now()
         if (absorb(n < 0 ? -errno : int(n)))
             return true;
         // A short transfer: the rest may not be cached; try it the same way.
+    }
+}
+
+void BackendIo::run_blocking()
+{
+    for (;;) {
+        ssize_t n;
+        switch (op) {
+        case Op::read:
+            n = pread(fd, next_buf(), next_len(), off_t(next_off()));
+            break;
+        case Op::write:
+            n = pwrite(fd, next_buf(), next_len(), off_t(next_off()));
+            break;
+        case Op::fsync:
+            n = ::fsync(fd);
+            break;
+        case Op::fdatasync:
+            n = ::fdatasync(fd);
+            break;
+        case Op::fallocate:
+            n = ::fallocate(fd, mode, off_t(off), off_t(length));
+            break;
+        default:
+            n = -1;
+            errno = EINVAL;
+            break;
+        }
+        if (absorb(n < 0 ? -errno : int(n)))
+            return;
     }
 }
 

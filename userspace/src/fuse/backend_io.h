@@ -61,6 +61,9 @@ struct BackendIo {
     // IoPath).  Returns true if the operation finished here (absorb() was
     // fed its result); false if the rest must go to the ring.
     bool try_now();
+    // Carries out the whole operation with blocking calls (a transport
+    // whose threads may block), feeding absorb() until it is finished.
+    void run_blocking();
 
     // Where the next submission starts (after a short transfer).
     std::byte *next_buf() const { return buf + done; }

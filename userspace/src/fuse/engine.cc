@@ -40,13 +40,14 @@ void take_name(Reader &a, std::string_view &out)
 
 void Engine::handle(std::span<const std::byte> in, Reply &out, bool resubmitted)
 {
-    serve(in, out, resubmitted, nullptr);
+    serve(in, out, resubmitted, nullptr, true);
 }
 
-void Engine::handle(std::span<const std::byte> in, Reply &out, bool resubmitted, BackendIo &io)
+void Engine::handle(std::span<const std::byte> in, Reply &out, bool resubmitted, BackendIo &io,
+                    bool now)
 {
     io = BackendIo{};
-    serve(in, out, resubmitted, &io);
+    serve(in, out, resubmitted, &io, now);
 }
 
 namespace {
@@ -88,7 +89,8 @@ void Engine::complete(BackendIo &io, Reply &out)
     }
 }
 
-void Engine::serve(std::span<const std::byte> in, Reply &out, bool resubmitted, BackendIo *io)
+void Engine::serve(std::span<const std::byte> in, Reply &out, bool resubmitted, BackendIo *io,
+                   bool now)
 {
     Request req;
     ParseError pe = parse_request(in, req);
@@ -120,7 +122,7 @@ void Engine::serve(std::span<const std::byte> in, Reply &out, bool resubmitted, 
         if (err == Filesystem::kDeferred) {
             // What needs no device (cached data, tmpfs) is done here; the
             // rest waits on the transport's ring, and complete() ends it.
-            if (io->try_now())
+            if (now && io->try_now())
                 complete(*io, out);
             return;
         }

@@ -52,7 +52,10 @@ class Engine {
     // `io.pending()` afterwards, the reply is not built yet: the transport
     // performs `io` (see fuse/backend_io.h) and then calls complete() with
     // the same `out`.
-    void handle(std::span<const std::byte> in, Reply &out, bool resubmitted, BackendIo &io);
+    // `now` false: describe only, even what could be done at once (the
+    // /dev/fuse transport splices big READs from the backing file).
+    void handle(std::span<const std::byte> in, Reply &out, bool resubmitted, BackendIo &io,
+                bool now = true);
     // Finishes a request handle() left pending, once io.absorb() said it is
     // done: fills in the reply from io.result, and resets `io`.
     void complete(BackendIo &io, Reply &out);
@@ -86,7 +89,8 @@ class Engine {
     const OpStats &stats() const { return stats_; }
 
   private:
-    void serve(std::span<const std::byte> in, Reply &out, bool resubmitted, BackendIo *io);
+    void serve(std::span<const std::byte> in, Reply &out, bool resubmitted, BackendIo *io,
+               bool now);
     int dispatch(const Request &req, Reply &out, BackendIo *io);
     int do_init(const Request &req, Reply &out);
     int unimplemented(uint32_t op);

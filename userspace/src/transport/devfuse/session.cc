@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "transport/devfuse/session.h"
 
+#include "transport/devfuse/splice.h"
+
 #include "fuse/abi.h"
 #include "util/log.h"
 
@@ -28,7 +30,10 @@ Session::Session(fuse::Engine &engine, int devfd, unsigned threads, std::vector<
         nthreads_ = unsigned(clones_.size()) + 1;
 }
 
-Session::~Session() { join(); }
+Session::~Session()
+{
+    join();
+}
 
 int Session::notify_resend()
 {
@@ -147,8 +152,7 @@ bool Session::offload(int fd, const std::byte *req, size_t n)
                                 {const_cast<std::byte *>(arg.data()), arg.size()}};
                 if (::writev(fd, iov, arg.empty() ? 1 : 2) < 0 && errno != ENOENT &&
                     errno != ENODEV)
-                    LOG_WARN("reply to %#llx: %s", (unsigned long long)hdr.unique,
-                             strerror(errno));
+                    LOG_WARN("reply to %#llx: %s", (unsigned long long)hdr.unique, strerror(errno));
             }
             waiters_.fetch_sub(1, std::memory_order_acq_rel);
         }).detach();
@@ -166,6 +170,8 @@ void Session::worker(int fd)
     Buffer in = alloc_buffer(in_size);
     Buffer payload = alloc_buffer(out_size);
     auto reply = std::make_unique<fuse::Reply>(std::span<std::byte>(payload.get(), out_size));
+    SpliceReply splicer(out_size);
+    fuse::BackendIo io;
 
     struct Exit {
         std::atomic<unsigned> &r;
@@ -185,7 +191,28 @@ void Session::worker(int fd)
         }
         if (is_blocking_lock(in.get(), size_t(n)) && offload(fd, in.get(), size_t(n)))
             continue;
-        engine_.handle(std::span<const std::byte>(in.get(), size_t(n)), *reply);
+        // Data ops come back described, so a big READ can be spliced;
+        // the rest is carried out here, as it would have been inline.
+        engine_.handle(std::span<const std::byte>(in.get(), size_t(n)), *reply, false, io, false);
+        if (io.pending()) {
+            auto sent = SpliceReply::Sent::fallback;
+            if (splicer.wants(io))
+                sent = splicer.send(fd, reply->unique(), io, [&](uint32_t got) {
+                    io.done = got;
+                    io.result = int(got);
+                    engine_.complete(io, *reply);
+                });
+            if (sent == SpliceReply::Sent::yes)
+                continue;
+            if (sent == SpliceReply::Sent::gone)
+                return;
+            if (sent == SpliceReply::Sent::failed) {
+                reply->set_error(-EIO);
+            } else {
+                io.run_blocking();
+                engine_.complete(io, *reply);
+            }
+        }
         if (!reply->should_send())
             continue;
         fuse_out_header hdr = reply->header();
