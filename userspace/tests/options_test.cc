@@ -434,9 +434,20 @@ TEST(Options, UringQueueDepthBounds) {
         expect_bad_value("--uring-queue-depth", v);
 }
 
+TEST(Options, BackendIo) {
+    Options o;
+    EXPECT_TRUE(o.uring_backend_io); // the default: on the ring
+    EXPECT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m", "--backend-io", "sync"}, o), "");
+    EXPECT_FALSE(o.uring_backend_io);
+    EXPECT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m", "--backend-io=uring"}, o), "");
+    EXPECT_TRUE(o.uring_backend_io);
+    for (const char *v : {"", "async", "on", "URING"})
+        expect_bad_value("--backend-io", v);
+}
+
 TEST(Options, UsageMentionsTransportOptions) {
     std::string u = holdfast::daemon::usage();
-    for (const char *s : {"--transport", "--uring-queue-depth", "dev|uring|auto"})
+    for (const char *s : {"--transport", "--uring-queue-depth", "dev|uring|auto", "--backend-io"})
         EXPECT_PRED2(contains, u, s) << s;
 }
 
