@@ -50,7 +50,10 @@ Buffers Buffers::create(size_t size)
     // A successor maps the whole file: it must not shrink under a mapping.
     if (fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
         throw sys_error("sealing the io_uring buffers");
-    void *p = map_at(fd.get(), size, kPreferredBase);
+    void *p = nullptr;
+    for (uint64_t base : kPreferredBases)
+        if ((p = map_at(fd.get(), size, base)))
+            break;
     if (!p) {
         p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
         if (p == MAP_FAILED)

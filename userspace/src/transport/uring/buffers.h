@@ -22,14 +22,17 @@ namespace holdfast::uring {
 
 class Buffers {
   public:
-    // Where a new mount's buffers go if that range is free: high enough to
-    // stay clear of the heap, low enough to stay clear of the mmap area
-    // and the stacks (x86-64 and arm64 with 47/48-bit user space).
-    static constexpr uint64_t kPreferredBase = 0x600000000000ULL;
+    // Where a new mount's buffers go, the first of these ranges that is
+    // free: high enough to stay clear of the heap, low enough to stay clear
+    // of the mmap area and the stacks (x86-64 and arm64 with 47/48-bit
+    // user space).  A successor must find the same range free, so it must
+    // be one nothing else in a fresh process takes; the second is for
+    // AddressSanitizer builds, whose allocator sits at the first.
+    static constexpr uint64_t kPreferredBases[] = {0x600000000000ULL, 0x500000000000ULL};
 
     Buffers() = default;
-    // A new memfd of `size` bytes (a multiple of 4096), mapped at
-    // kPreferredBase if nothing is there, else wherever the kernel puts it.
+    // A new memfd of `size` bytes (a multiple of 4096), mapped at one of
+    // kPreferredBases if one is free, else wherever the kernel puts it.
     // Throws std::runtime_error.
     static Buffers create(size_t size);
     // A predecessor's memfd, mapped at exactly `base` (never over anything
