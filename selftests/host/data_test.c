@@ -357,6 +357,31 @@ TEST_F(data, big_reads_at_eof)
 		}
 		ASSERT_EQ(0, close(fd));
 	}
+
+	/*
+	 * Reads that start inside a page span one page more than their
+	 * length: a reply that does not fit the pipes must not wait for room
+	 * that never comes.  (Uncached, the kernel sends a READ at exactly
+	 * these offsets; cached, it reads whole pages.)
+	 */
+	hf_fill(buf, 2 * MiB, 30, 0);
+	ASSERT_EQ(0, hf_write_file(S("odd"), buf, 2 * MiB, 0644));
+	{
+		static const off_t offs[] = { 100, 4095, 4097, 512 * KiB + 1 };
+		int fd = open(M("odd"), O_RDONLY | O_CLOEXEC);
+
+		ASSERT_LE(0, fd) TH_LOG("open: %m");
+		for (i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+			size_t len = MiB - 200;
+			ssize_t n = pread(fd, back, len, offs[i]);
+
+			EXPECT_EQ((ssize_t)len, n) TH_LOG("at %lld: %m", (long long)offs[i]);
+			if (n > 0)
+				EXPECT_EQ(-1, hf_check(back, n, 30, offs[i]))
+					TH_LOG("at %lld", (long long)offs[i]);
+		}
+		ASSERT_EQ(0, close(fd));
+	}
 	free(buf);
 	free(back);
 }

@@ -44,15 +44,28 @@ SpliceReply::SpliceReply(size_t max_payload) : max_payload_(max_payload)
                  strerror(errno));
 }
 
+bool SpliceReply::wants(const fuse::BackendIo &io) const
+{
+    if (!cap_ || broken_ || io.op != fuse::BackendIo::Op::read || io.len < kMinSize ||
+        io.len > cap_)
+        return false;
+    // A pipe holds pages, not bytes: a read that starts inside a page
+    // takes one more than its length says.
+    const size_t pages = (io.off % kPage + io.len + kPage - 1) / kPage;
+    return pages <= slots_;
+}
+
 bool SpliceReply::make_pipes()
 {
     int d[2], m[2];
     cap_ = 0;
-    if (pipe2(d, O_CLOEXEC) < 0)
+    // Non-blocking: nobody else reads these pipes, so a splice into a full
+    // one would wait forever; it fails with EAGAIN instead.
+    if (pipe2(d, O_CLOEXEC | O_NONBLOCK) < 0)
         return false;
     data_r_.reset(d[0]);
     data_w_.reset(d[1]);
-    if (pipe2(m, O_CLOEXEC) < 0)
+    if (pipe2(m, O_CLOEXEC | O_NONBLOCK) < 0)
         return false;
     msg_r_.reset(m[0]);
     msg_w_.reset(m[1]);
@@ -65,6 +78,7 @@ bool SpliceReply::make_pipes()
         return false;
     }
     cap_ = std::min({max_payload_, data, msg - kPage});
+    slots_ = std::min(data / kPage, msg / kPage - 1);
     return true;
 }
 

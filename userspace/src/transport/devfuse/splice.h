@@ -31,11 +31,7 @@ class SpliceReply {
     explicit SpliceReply(size_t max_payload);
 
     bool usable() const { return cap_ != 0; }
-    bool wants(const fuse::BackendIo &io) const
-    {
-        return cap_ && io.op == fuse::BackendIo::Op::read && io.len >= kMinSize && io.len <= cap_ &&
-               !broken_;
-    }
+    bool wants(const fuse::BackendIo &io) const;
 
     enum class Sent { yes, fallback, failed, gone };
     // Moves io's data into a pipe, calls `done(bytes)` (the engine
@@ -54,7 +50,8 @@ class SpliceReply {
     void reset(); // a failure may leave bytes in a pipe: start afresh
 
     size_t max_payload_;
-    size_t cap_ = 0;
+    size_t cap_ = 0;   // bytes of payload a reply may carry
+    size_t slots_ = 0; // pages of it the pipes hold (the message pipe less the header)
     bool broken_ = false;
     Fd data_r_, data_w_, msg_r_, msg_w_;
 };
