@@ -20,10 +20,7 @@ namespace {
 // above us sees the file, never reach the host open.
 constexpr int kStripOnOpen = O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_NOATIME;
 
-bool wants_write(int flags)
-{
-    return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
-}
+bool wants_write(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC); }
 } // namespace
 
 // With the writeback cache the kernel reads pages of files opened O_WRONLY
@@ -143,8 +140,8 @@ int Passthrough::create(const fuse::Ctx &ctx, const fuse_create_in &in, std::str
 }
 
 int Passthrough::create_file(const fuse::Ctx &ctx, const state::Inode &parent,
-                             std::string_view name, int flags, uint32_t mode, fuse_entry_out &entry,
-                             fuse_open_out &out)
+                             std::string_view name, int flags, uint32_t mode,
+                             fuse_entry_out &entry, fuse_open_out &out)
 {
     // O_NOFOLLOW: an existing symlink at this name must not be followed
     // (it may point out of the jail); the client resolved links already.
@@ -214,7 +211,8 @@ int Passthrough::tmpfile(const fuse::Ctx &ctx, const fuse_create_in &in, fuse_en
 }
 
 int Passthrough::tmpfile_create(const fuse::Ctx &ctx, const state::Inode &parent,
-                                const fuse_create_in &in, fuse_entry_out &entry, fuse_open_out &out)
+                                const fuse_create_in &in, fuse_entry_out &entry,
+                                fuse_open_out &out)
 {
     int hflags = host_open_flags(int(in.flags), writeback_) | O_TMPFILE;
     // O_TMPFILE needs write access: O_WRONLY or O_RDWR must be present.
@@ -302,8 +300,8 @@ int Passthrough::write(const fuse::Ctx &ctx, const fuse_write_in &in,
     }
     size_t done = 0;
     while (done < data.size()) {
-        ssize_t n =
-            pwrite(h->fd.get(), data.data() + done, data.size() - done, off_t(in.offset + done));
+        ssize_t n = pwrite(h->fd.get(), data.data() + done, data.size() - done,
+                           off_t(in.offset + done));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -537,8 +535,8 @@ int Passthrough::copy_file_range(const fuse::Ctx &, const fuse_copy_file_range_i
     if (!hin || !hout || hin->dir || hout->dir)
         return -EBADF;
     loff_t off_in = loff_t(in.off_in), off_out = loff_t(in.off_out);
-    ssize_t n = ::copy_file_range(hin->fd.get(), &off_in, hout->fd.get(), &off_out, size_t(in.len),
-                                  unsigned(in.flags));
+    ssize_t n = ::copy_file_range(hin->fd.get(), &off_in, hout->fd.get(), &off_out,
+                                  size_t(in.len), unsigned(in.flags));
     if (n < 0)
         return -errno;
     out.size = uint32_t(n);

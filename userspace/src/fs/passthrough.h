@@ -13,8 +13,8 @@
 #include "state/dax_table.h"
 #include "state/handle_table.h"
 #include "state/inode_table.h"
-#include "state/journal.h"
 #include "state/migration.h"
+#include "state/journal.h"
 #include "util/fd.h"
 
 #include <atomic>
@@ -276,14 +276,14 @@ class Passthrough final : public fuse::Filesystem {
     int make_handle(std::shared_ptr<state::Inode> ino, Fd fd, int flags, bool dir,
                     uint64_t opened_by, fuse_open_out &out, bool pass = false);
     int kill_suidgid(int fd) const;
-    int open_from_journal(const state::JournalEntry &e, fuse_entry_out *entry, fuse_open_out &out,
-                          bool dir);
-    int open_file(const fuse::Ctx &ctx, std::shared_ptr<state::Inode> ino, const fuse_open_in &in,
-                  fuse_open_out &out);
+    int open_from_journal(const state::JournalEntry &e, fuse_entry_out *entry,
+                          fuse_open_out &out, bool dir);
+    int open_file(const fuse::Ctx &ctx, std::shared_ptr<state::Inode> ino,
+                  const fuse_open_in &in, fuse_open_out &out);
     int create_file(const fuse::Ctx &ctx, const state::Inode &parent, std::string_view name,
                     int flags, uint32_t mode, fuse_entry_out &entry, fuse_open_out &out);
-    int tmpfile_create(const fuse::Ctx &ctx, const state::Inode &parent, const fuse_create_in &in,
-                       fuse_entry_out &entry, fuse_open_out &out);
+    int tmpfile_create(const fuse::Ctx &ctx, const state::Inode &parent,
+                       const fuse_create_in &in, fuse_entry_out &entry, fuse_open_out &out);
 
     // Recovery helpers (see recovery.cc).
     std::optional<state::JournalEntry> replayed(const fuse::Ctx &ctx);
@@ -327,7 +327,7 @@ class Passthrough final : public fuse::Filesystem {
     std::atomic<size_t> lent_used_{0};
     std::unordered_set<std::string> borrowed_; // names of the lent fds, during take_migrated()
     size_t found_by_path_ = 0;
-    Fd root_path_;   // until start_fresh()/recover() hands it to the table
+    Fd root_path_; // until start_fresh()/recover() hands it to the table
     Fd root_rdonly_; // an fd syncfs() accepts (O_PATH fds are refused)
     Fd proc_self_fd_;
     double entry_timeout_ = 1.0;

@@ -30,7 +30,8 @@ constexpr size_t kFuseNameMax = 1024;
 
 void take_name(Reader &a, std::string_view &out)
 {
-    if (!a.cstring(out, kFuseNameMax) || out.empty() || out.find('/') != std::string_view::npos)
+    if (!a.cstring(out, kFuseNameMax) || out.empty() ||
+        out.find('/') != std::string_view::npos)
         throw Malformed{};
     if (out.size() > NAME_MAX)
         throw NameTooLong{};
@@ -226,7 +227,8 @@ int Engine::do_init(const Request &req, Reply &out)
     if (on_init_)
         on_init_(neg_);
     LOG_INFO("INIT: kernel %u.%u, using 7.%u, flags %#llx, kernel offers resend: %s", in.major,
-             in.minor, neg_.minor, (unsigned long long)want, (kflags & kHasResend) ? "yes" : "no");
+             in.minor, neg_.minor, (unsigned long long)want,
+             (kflags & kHasResend) ? "yes" : "no");
     return 0;
 }
 
@@ -255,13 +257,8 @@ int Engine::dispatch(const Request &req, Reply &out, BackendIo *io)
 {
     const uint32_t op = req.hdr.opcode;
     const bool resent = (req.hdr.unique & kUniqueResend) != 0 || req.resubmitted;
-    Ctx ctx{req.hdr.unique & ~kUniqueResend,
-            req.hdr.nodeid,
-            op,
-            req.hdr.uid,
-            req.hdr.gid,
-            req.hdr.pid,
-            resent};
+    Ctx ctx{req.hdr.unique & ~kUniqueResend, req.hdr.nodeid, op, req.hdr.uid, req.hdr.gid,
+            req.hdr.pid, resent};
     if (resent)
         stats_.resent.fetch_add(1, std::memory_order_relaxed);
     Reader a = req.args;

@@ -75,12 +75,14 @@ class Filesystem {
     virtual int rename(const Ctx &, std::string_view name, uint64_t newdir,
                        std::string_view newname, uint32_t flags) = 0;
     // ctx.nodeid is the new parent; `oldnode` the inode gaining a name.
-    virtual int link(const Ctx &, uint64_t oldnode, std::string_view newname, fuse_entry_out &) = 0;
+    virtual int link(const Ctx &, uint64_t oldnode, std::string_view newname,
+                     fuse_entry_out &) = 0;
 
     virtual int open(const Ctx &, const fuse_open_in &, fuse_open_out &) = 0;
-    virtual int create(const Ctx &, const fuse_create_in &, std::string_view name, fuse_entry_out &,
-                       fuse_open_out &) = 0;
-    virtual int tmpfile(const Ctx &, const fuse_create_in &, fuse_entry_out &, fuse_open_out &) = 0;
+    virtual int create(const Ctx &, const fuse_create_in &, std::string_view name,
+                       fuse_entry_out &, fuse_open_out &) = 0;
+    virtual int tmpfile(const Ctx &, const fuse_create_in &, fuse_entry_out &,
+                        fuse_open_out &) = 0;
     virtual int read(const Ctx &, const fuse_read_in &, Reply &) = 0;
     virtual int write(const Ctx &, const fuse_write_in &, std::span<const std::byte> data,
                       fuse_write_out &) = 0;
@@ -89,7 +91,8 @@ class Filesystem {
     virtual int fsync(const Ctx &, const fuse_fsync_in &, bool dir) = 0;
     virtual int fallocate(const Ctx &, const fuse_fallocate_in &) = 0;
     virtual int lseek(const Ctx &, const fuse_lseek_in &, fuse_lseek_out &) = 0;
-    virtual int copy_file_range(const Ctx &, const fuse_copy_file_range_in &, fuse_write_out &) = 0;
+    virtual int copy_file_range(const Ctx &, const fuse_copy_file_range_in &,
+                                fuse_write_out &) = 0;
 
     // The same four data ops, for a transport that carries out backing-file
     // I/O itself (fuse/backend_io.h): a filesystem may describe the operation

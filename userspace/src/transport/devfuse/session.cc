@@ -30,10 +30,7 @@ Session::Session(fuse::Engine &engine, int devfd, unsigned threads, std::vector<
         nthreads_ = unsigned(clones_.size()) + 1;
 }
 
-Session::~Session()
-{
-    join();
-}
+Session::~Session() { join(); }
 
 int Session::notify_resend()
 {
@@ -152,7 +149,8 @@ bool Session::offload(int fd, const std::byte *req, size_t n)
                                 {const_cast<std::byte *>(arg.data()), arg.size()}};
                 if (::writev(fd, iov, arg.empty() ? 1 : 2) < 0 && errno != ENOENT &&
                     errno != ENODEV)
-                    LOG_WARN("reply to %#llx: %s", (unsigned long long)hdr.unique, strerror(errno));
+                    LOG_WARN("reply to %#llx: %s", (unsigned long long)hdr.unique,
+                             strerror(errno));
             }
             waiters_.fetch_sub(1, std::memory_order_acq_rel);
         }).detach();

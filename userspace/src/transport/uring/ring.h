@@ -52,8 +52,7 @@ class Ring {
     {
         unsigned head, n = 0;
         io_uring_cqe *cqe;
-        io_uring_for_each_cqe(&ring_, head, cqe)
-        {
+        io_uring_for_each_cqe(&ring_, head, cqe) {
             fn(cqe->user_data, cqe->res);
             n++;
         }
