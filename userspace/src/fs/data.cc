@@ -247,27 +247,14 @@ int Passthrough::tmpfile_create(const fuse::Ctx &ctx, const state::Inode &parent
 
 int Passthrough::read(const fuse::Ctx &ctx, const fuse_read_in &in, fuse::Reply &out)
 {
-    auto h = handles_.get(in.fh);
-    if (!h || h->dir)
-        return bad_handle(in.fh);
-    (void)ctx;
-    auto space = out.payload_space();
-    size_t want = in.size < space.size() ? in.size : space.size();
-    size_t done = 0;
-    while (done < want) {
-        ssize_t n = pread(h->fd.get(), space.data() + done, want - done, off_t(in.offset + done));
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (done)
-                break;
-            return -errno;
-        }
-        if (n == 0)
-            break; // EOF: a short reply tells the kernel so
-        done += size_t(n);
-    }
-    out.set_payload_len(done);
+    fuse::BackendIo io;
+    int err = prep_read(ctx, in, out, io);
+    if (err != kDeferred)
+        return err;
+    io.run_blocking();
+    if (io.result < 0)
+        return io.result;
+    out.set_payload_len(size_t(io.result)); // short at EOF: the kernel learns so
     return 0;
 }
 
@@ -298,23 +285,17 @@ int Passthrough::write(const fuse::Ctx &ctx, const fuse_write_in &in,
         }
         journal_begin(ctx, uint64_t(st.st_size));
     }
-    size_t done = 0;
-    while (done < data.size()) {
-        ssize_t n = pwrite(h->fd.get(), data.data() + done, data.size() - done,
-                           off_t(in.offset + done));
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (done)
-                break;
-            if (append)
-                journal_done(-errno);
-            return -errno;
-        }
-        done += size_t(n);
+    fuse::BackendIo io;
+    describe_write(io, *h, in, data);
+    io.run_blocking();
+    if (io.result < 0) {
+        if (append)
+            journal_done(io.result);
+        return io.result;
     }
+    const uint32_t done = uint32_t(io.result);
     if (append)
-        journal_done(0, 0, 0, uint32_t(done));
+        journal_done(0, 0, 0, done);
     // We write as root, whom the host never strips of suid; the kernel
     // tells us when the writer could not have kept it.
     if (in.write_flags & FUSE_WRITE_KILL_SUIDGID) {
@@ -322,8 +303,20 @@ int Passthrough::write(const fuse::Ctx &ctx, const fuse_write_in &in,
         if (err)
             LOG_WARN("write: cannot clear suid/sgid: %s", strerror(-err));
     }
-    out.size = uint32_t(done);
+    out.size = done;
     return 0;
+}
+
+void Passthrough::describe_write(fuse::BackendIo &io, state::Handle &h, const fuse_write_in &in,
+                                 std::span<const std::byte> data)
+{
+    io.op = fuse::BackendIo::Op::write;
+    io.fd = h.fd.get();
+    io.how = &h.io_path[1];
+    // Only ever read from: the request stays intact.
+    io.buf = const_cast<std::byte *>(data.data());
+    io.len = uint32_t(data.size());
+    io.off = in.offset;
 }
 
 // The deferred forms hand the transport the same operation the synchronous
@@ -358,13 +351,7 @@ int Passthrough::prep_write(const fuse::Ctx &ctx, const fuse_write_in &in,
         return bad_handle(in.fh);
     if ((h->flags & O_APPEND) || (in.write_flags & FUSE_WRITE_KILL_SUIDGID))
         return write(ctx, in, data, out);
-    io.op = fuse::BackendIo::Op::write;
-    io.fd = h->fd.get();
-    io.how = &h->io_path[1];
-    // io_uring only reads from the buffer; the request stays intact.
-    io.buf = const_cast<std::byte *>(data.data());
-    io.len = uint32_t(data.size());
-    io.off = in.offset;
+    describe_write(io, *h, in, data);
     io.pin = std::move(h);
     return kDeferred;
 }

@@ -276,6 +276,9 @@ class Passthrough final : public fuse::Filesystem {
     int make_handle(std::shared_ptr<state::Inode> ino, Fd fd, int flags, bool dir,
                     uint64_t opened_by, fuse_open_out &out, bool pass = false);
     int kill_suidgid(int fd) const;
+    // A WRITE of `data` to h's file, for write() to run and prep_write() to defer.
+    static void describe_write(fuse::BackendIo &io, state::Handle &h, const fuse_write_in &in,
+                               std::span<const std::byte> data);
     int open_from_journal(const state::JournalEntry &e, fuse_entry_out *entry,
                           fuse_open_out &out, bool dir);
     int open_file(const fuse::Ctx &ctx, std::shared_ptr<state::Inode> ino,

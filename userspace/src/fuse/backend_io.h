@@ -72,9 +72,9 @@ struct BackendIo {
 
     // Folds one completion result into the operation.  Returns true when it
     // is finished (`result` then holds bytes transferred or a -errno), false
-    // when the rest must be submitted again.  Mirrors the synchronous loop
-    // in the filesystem: a transfer that fails after some bytes went through
-    // reports those bytes; 0 bytes means EOF (read) or no progress (write).
+    // when the rest must be submitted again.  A transfer that fails after
+    // some bytes went through reports those bytes; 0 bytes means EOF (read)
+    // or no progress (write).
     bool absorb(int res)
     {
         if (res == -EINTR || res == -EAGAIN) {
