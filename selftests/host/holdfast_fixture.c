@@ -1105,6 +1105,18 @@ double hf_status_num(const struct hf *h, const char *key)
 	return v;
 }
 
+bool hf_wait_stalled(const struct hf *h, int timeout_ms)
+{
+	long long end = hf_now_ms() + timeout_ms;
+
+	while (hf_status_num(h, "stalled") < 1) {
+		if (hf_now_ms() >= end)
+			return false;
+		usleep(2000);
+	}
+	return true;
+}
+
 pid_t hf_server_child(const struct hf *h)
 {
 	char path[64], buf[256];

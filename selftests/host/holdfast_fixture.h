@@ -209,6 +209,9 @@ bool hf_status(const struct hf *h, char *buf, size_t cap);
 /* One number from holdfastctl status; -1 if no server answered or no KEY. */
 double hf_status_num(const struct hf *h, const char *key);
 
+/* Wait up to @timeout_ms until at least one request is stalled (fault injection). */
+bool hf_wait_stalled(const struct hf *h, int timeout_ms);
+
 /* The store's child (the serving holdfastd); 0 if none, -1 if several. */
 pid_t hf_server_child(const struct hf *h);
 

@@ -354,7 +354,6 @@ TEST_F_TIMEOUT(upg, upgrade_with_request_in_flight, 60)
 {
 	static char out[1024], doc[16384];
 	struct pollfd pfd;
-	long long end;
 	struct stat st;
 	int p[2], r = -1;
 	pid_t c;
@@ -370,9 +369,7 @@ TEST_F_TIMEOUT(upg, upgrade_with_request_in_flight, 60)
 		_exit(write(3, &e, sizeof(e)) == sizeof(e) ? 0 : 1);
 	}
 	close(p[1]);
-	end = hf_now_ms() + 5000;
-	while (hf_status_num(&self->h, "stalled") < 1 && hf_now_ms() < end)
-		usleep(2000);
+	hf_wait_stalled(&self->h, 5000);
 	ASSERT_EQ(1, hf_status_num(&self->h, "stalled"));
 
 	/* The held worker never finishes: the old server gives it 2 s, then goes. */

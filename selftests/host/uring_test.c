@@ -573,10 +573,7 @@ static void stall_kill(struct __test_metadata *_metadata, struct hf *h, const ch
 	ASSERT_LE(0, child);
 	if (child == 0)
 		_exit(fn(arg));
-	end = hf_now_ms() + 5000;
-	while (hf_status_num(h, "stalled") < 1 && hf_now_ms() < end)
-		usleep(2000);
-	ASSERT_LE(1, hf_status_num(h, "stalled")) TH_LOG("%s never stalled", op);
+	ASSERT_TRUE(hf_wait_stalled(h, 5000)) TH_LOG("%s never stalled", op);
 	victim = hf_server_child(h);
 	ASSERT_LT(0, victim);
 	ASSERT_EQ(0, kill(victim, SIGKILL));
@@ -762,7 +759,6 @@ TEST_F_TIMEOUT(uring_backend, waiting_read_holds_no_queue, 60)
 	char pa[PATH_MAX], pb[PATH_MAX], out[512];
 	pid_t ca, cb;
 	int st = 0;
-	long long end;
 
 	snprintf(pa, sizeof(pa), "%s", M("a"));
 	snprintf(pb, sizeof(pb), "%s", M("b"));
@@ -780,10 +776,7 @@ TEST_F_TIMEOUT(uring_backend, waiting_read_holds_no_queue, 60)
 	ASSERT_LE(0, ca);
 	if (ca == 0)
 		_exit(read_on_cpu0(&a));
-	end = hf_now_ms() + 10000;
-	while (hf_status_num(&self->inner, "stalled") < 1 && hf_now_ms() < end)
-		usleep(2000);
-	ASSERT_LE(1, hf_status_num(&self->inner, "stalled")) TH_LOG("a's READ never stalled");
+	ASSERT_TRUE(hf_wait_stalled(&self->inner, 10000)) TH_LOG("a's READ never stalled");
 
 	/* b's READ goes to the same queue, behind a's. */
 	cb = hf_fork_child(NULL, 0);
