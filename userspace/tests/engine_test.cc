@@ -549,6 +549,23 @@ TEST_F(EngineTest, InitReplyFields) {
     EXPECT_EQ(fs.seen.flags, n.flags);
 }
 
+TEST(EngineInit, ReadaheadFromLimits) {
+    QuietLog quiet;
+    FakeFs fs;
+    EngineLimits l = kLimits;
+    l.max_readahead = 1u << 20; // more than the kernel's 128 KiB offer
+    Engine engine(fs, l);
+    std::vector<std::byte> area(engine.reply_payload_size());
+    Reply reply(area);
+    engine.handle(Msg(FUSE_INIT, 0).in(init_in(7, 40)).bytes(), reply);
+    ASSERT_EQ(reply.error(), 0);
+    fuse_init_out o{};
+    ASSERT_EQ(reply.arg_bytes().size(), sizeof(o));
+    std::memcpy(&o, reply.arg_bytes().data(), sizeof(o));
+    EXPECT_EQ(o.max_readahead, 1u << 20);
+    EXPECT_EQ(engine.negotiated().max_readahead, 1u << 20);
+}
+
 TEST_F(EngineTest, InitMinorIsMinOfKernelAndOurs) {
     send(Msg(FUSE_INIT, 0).in(init_in(7, 45)));
     ASSERT_EQ(reply.error(), 0);

@@ -445,6 +445,23 @@ TEST(Options, BackendIo) {
         expect_bad_value("--backend-io", v);
 }
 
+TEST(Options, Readahead) {
+    Options o;
+    EXPECT_EQ(o.readahead_kib, 1024u); // the default: one READ of max_pages
+    EXPECT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m", "--readahead", "kernel"}, o), "");
+    EXPECT_EQ(o.readahead_kib, 0u);
+    EXPECT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m", "--readahead=4"}, o), "");
+    EXPECT_EQ(o.readahead_kib, 4u);
+    EXPECT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m", "--readahead", "65536"}, o), "");
+    EXPECT_EQ(o.readahead_kib, 65536u);
+    for (const char *v : {"", "0", "3", "65537", "1M", "off", "-1"})
+        expect_bad_value("--readahead", v);
+    Options v;
+    EXPECT_PRED2(contains,
+                 run({"--shared-dir", "/a", "--socket-path", "/s", "--readahead", "256"}, v),
+                 "--readahead is for a mount");
+}
+
 TEST(Options, UsageMentionsTransportOptions) {
     std::string u = holdfast::daemon::usage();
     for (const char *s : {"--transport", "--uring-queue-depth", "dev|uring|auto", "--backend-io"})

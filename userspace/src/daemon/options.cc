@@ -35,6 +35,7 @@ enum {
     kPassthrough,
     kUringDepth,
     kBackendIo,
+    kReadahead,
     kSocketPath,
     kFd,
     kSandbox,
@@ -229,6 +230,8 @@ const char *usage()
            "                            read, write, fsync and fallocate the backing files\n"
            "                            through each queue's ring, many at once, or by\n"
            "                            blocking calls, one per queue at a time\n"
+           "  --readahead KIB|kernel    the mount's readahead, 4..65536 KiB (default 1024:\n"
+           "                            one READ of 1 MiB); kernel keeps the kernel's\n"
            "  --ready-fd N              write \"ready\\n\" to fd N once the mount serves\n"
            "  --log-level LEVEL         error|warn|info|debug (default: info)\n"
            "  --help                    this text\n"
@@ -263,6 +266,7 @@ std::string parse(int argc, char **argv, Options &out)
         {"passthrough", required_argument, nullptr, kPassthrough},
         {"uring-queue-depth", required_argument, nullptr, kUringDepth},
         {"backend-io", required_argument, nullptr, kBackendIo},
+        {"readahead", required_argument, nullptr, kReadahead},
         {"socket-path", required_argument, nullptr, kSocketPath},
         {"fd", required_argument, nullptr, kFd},
         {"sandbox", required_argument, nullptr, kSandbox},
@@ -391,6 +395,16 @@ std::string parse(int argc, char **argv, Options &out)
             if (!parse_choice(optarg, "uring", "sync", out.uring_backend_io))
                 return std::string("--backend-io: '") + optarg + "' is not one of uring, sync";
             break;
+        case kReadahead:
+            if (!strcmp(optarg, "kernel"))
+                out.readahead_kib = 0;
+            else if (parse_u64(optarg, 4, 65536, v))
+                out.readahead_kib = unsigned(v);
+            else
+                return std::string("--readahead: '") + optarg +
+                       "' is not kernel or a number of KiB between 4 and 65536";
+            out.readahead_set = true;
+            break;
         case kSocketPath:
             if (!*optarg)
                 return "--socket-path: empty path";
@@ -512,6 +526,8 @@ std::string parse(int argc, char **argv, Options &out)
     if (!out.vhost() && (out.reconnect || !out.qmp_socket.empty() || !out.qmp_device.empty()))
         return "--reconnect, --qmp-socket and --qmp-device are for vhost-user mode "
                "(--socket-path/--fd)";
+    if (out.vhost() && out.readahead_set)
+        return "--readahead is for a mount (--mountpoint); a guest sets its own readahead";
     if (!out.vhost() && out.dax_window)
         return "--dax-window is for vhost-user mode (--socket-path/--fd)";
     if (out.dax_inode_set && !out.dax_window)

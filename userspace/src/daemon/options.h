@@ -36,6 +36,12 @@ struct Options {
     // files go to the backing file through each queue's ring (many in
     // flight per queue) rather than by blocking calls, one at a time.
     bool uring_backend_io = true;
+    // The mount's readahead in KiB, set on its bdi (read_ahead_kb) before
+    // INIT is answered; 0 leaves the kernel's (128 KiB).  The default is one
+    // READ of the largest size we negotiate (max_pages), so a sequential
+    // reader costs one request per MiB instead of eight.
+    unsigned readahead_kib = 1024;
+    bool readahead_set = false;
     // vhost-user-fs mode (a VM's virtio-fs device): serve the vhost-user
     // socket at socket_path (or the listening socket passed as listen_fd)
     // instead of mounting.

@@ -385,6 +385,7 @@ int serve(const Options &o)
     fuse::EngineLimits limits;
     if (want_uring)
         limits.extra_flags = fuse::kOverIoUring;
+    limits.max_readahead = o.readahead_kib * 1024;
     fuse::Engine engine(pfs, limits);
 
     std::vector<Fd> clones;
@@ -411,6 +412,14 @@ int serve(const Options &o)
         pfs.start_fresh();
         mount.emplace(devfuse::Mount::create(
             {o.mountpoint, o.fs.shared_dir, o.allow_other, o.default_permissions, o.fs.readonly}));
+        // A restarted server finds the readahead set: it belongs to the mount.
+        if (o.readahead_kib) {
+            if (std::string why = mount->set_readahead(o.readahead_kib); why.empty())
+                LOG_DBG("readahead: %u KiB", o.readahead_kib);
+            else
+                LOG_WARN("--readahead %u: %s: the kernel's readahead stays", o.readahead_kib,
+                         why.c_str());
+        }
         if (rec.store) {
             rec.store->store("state", region->memfd());
             rec.store->store("devfuse", mount->fd());

@@ -198,11 +198,11 @@ int Engine::do_init(const Request &req, Reply &out)
     neg_.kernel_flags = kflags;
     neg_.flags = want;
     neg_.max_write = limits_.max_write;
-    neg_.max_readahead = in.max_readahead;
+    neg_.max_readahead = limits_.max_readahead ? limits_.max_readahead : in.max_readahead;
     neg_.max_pages = limits_.max_pages;
 
     o.minor = neg_.minor;
-    o.max_readahead = in.max_readahead;
+    o.max_readahead = neg_.max_readahead;
     o.flags = uint32_t(want);
     o.flags2 = uint32_t(want >> 32);
     o.max_background = 64;

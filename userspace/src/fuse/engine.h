@@ -26,6 +26,10 @@ struct EngineLimits {
     // this set, such an INIT ends the old session (Filesystem::destroy())
     // and starts a new one; /dev/fuse never sends it, so it is refused there.
     bool reinit = false;
+    // Readahead we answer INIT with; 0 echoes the kernel's offer.  The
+    // kernel keeps the smaller of its bdi's readahead and ours, so more than
+    // it offered counts only once read_ahead_kb was raised (devfuse::Mount).
+    uint32_t max_readahead = 0;
 };
 
 struct OpStats {

@@ -5,8 +5,12 @@
 #include "util/log.h"
 
 #include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <fstream>
+#include <sstream>
 #include <linux/capability.h>
 #include <spawn.h>
 #include <stdexcept>
@@ -15,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -101,6 +106,11 @@ Mount Mount::create(const MountOptions &o)
 
     Mount m;
     m.mountpoint_ = o.mountpoint;
+    // Resolved now: once mounted, resolving the path would ask the new
+    // mount, which answers nothing before INIT.
+    char canon[PATH_MAX];
+    if (realpath(o.mountpoint.c_str(), canon))
+        m.canonical_ = canon;
     if (geteuid() == 0) {
         Fd fd(::open("/dev/fuse", O_RDWR | O_CLOEXEC));
         if (!fd)
@@ -134,6 +144,79 @@ Mount Mount::adopt(Fd fd, const std::string &mountpoint)
     m.fusermount_ = geteuid() != 0;
     m.mounted_ = true;
     return m;
+}
+
+namespace {
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string unescape_octal(std::string_view s)
+{
+    std::string out;
+    for (size_t i = 0; i < s.size(); i++) {
+        auto octal = [&](size_t k, char hi) { return s[k] >= '0' && s[k] <= hi; };
+        if (s[i] == '\\' && i + 3 < s.size() && octal(i + 1, '3') && octal(i + 2, '7') &&
+            octal(i + 3, '7')) {
+            out += char((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
+            i += 3;
+        } else {
+            out += s[i];
+        }
+    }
+    return out;
+}
+} // namespace
+
+std::optional<dev_t> mountinfo_dev(std::string_view mountinfo, std::string_view mountpoint,
+                                   std::string_view fstype)
+{
+    // "36 35 0:40 / /mnt rw,nosuid - fuse.holdfast /src rw,..." : field 3 is
+    // MAJ:MIN, field 5 the mount point; the type follows the " - ".
+    std::optional<dev_t> found;
+    std::istringstream in{std::string(mountinfo)};
+    std::string line;
+    while (std::getline(in, line)) {
+        std::istringstream f(line);
+        std::string id, parent, majmin, root, mp;
+        if (!(f >> id >> parent >> majmin >> root >> mp))
+            continue;
+        size_t sep = line.find(" - ");
+        if (sep == std::string::npos)
+            continue;
+        std::istringstream t(line.substr(sep + 3));
+        std::string type;
+        if (!(t >> type) || type != fstype || unescape_octal(mp) != mountpoint)
+            continue;
+        unsigned maj, min;
+        char colon, extra;
+        std::istringstream d(majmin);
+        if (!(d >> maj >> colon >> min) || colon != ':' || (d >> extra))
+            continue;
+        found = makedev(maj, min); // later lines are newer mounts on top
+    }
+    return found;
+}
+
+std::string Mount::set_readahead(unsigned kib) const
+{
+    if (canonical_.empty())
+        return "the mountpoint's canonical path is unknown";
+    std::ifstream mi("/proc/self/mountinfo");
+    if (!mi)
+        return std::string("/proc/self/mountinfo: ") + strerror(errno);
+    std::stringstream text;
+    text << mi.rdbuf();
+    std::optional<dev_t> dev = mountinfo_dev(text.str(), canonical_, "fuse.holdfast");
+    if (!dev)
+        return "no fuse.holdfast mount at " + canonical_ + " in /proc/self/mountinfo";
+    // Each FUSE superblock has its own bdi, named after its device.
+    std::string path = "/sys/class/bdi/" + std::to_string(major(*dev)) + ":" +
+                       std::to_string(minor(*dev)) + "/read_ahead_kb";
+    Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd)
+        return path + ": " + strerror(errno);
+    std::string v = std::to_string(kib) + "\n";
+    if (::write(fd.get(), v.data(), v.size()) != ssize_t(v.size()))
+        return path + ": " + strerror(errno);
+    return "";
 }
 
 void Mount::unmount()

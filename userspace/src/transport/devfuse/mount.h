@@ -6,7 +6,10 @@
 #include "fuse/backing.h"
 #include "util/fd.h"
 
+#include <optional>
 #include <string>
+#include <string_view>
+#include <sys/types.h>
 #include <utility>
 
 namespace holdfast::devfuse {
@@ -26,7 +29,7 @@ class Mount {
 
     Mount(Mount &&o) noexcept
         : fd_(std::move(o.fd_)), mountpoint_(std::move(o.mountpoint_)),
-          fusermount_(o.fusermount_), mounted_(std::exchange(o.mounted_, false))
+          canonical_(std::move(o.canonical_)), fusermount_(o.fusermount_), mounted_(std::exchange(o.mounted_, false))
     {
     }
     Mount &operator=(Mount &&) = delete;
@@ -43,13 +46,26 @@ class Mount {
     // blocks on a process sitting in the mount.
     void unmount();
 
+    // Sets the readahead of a mount create() made (its bdi's read_ahead_kb).
+    // Must run before INIT is answered: it touches no file on the mount,
+    // which would wait for INIT, and the kernel applies the smaller of this
+    // and INIT's max_readahead when the answer comes.  Returns what went
+    // wrong, or "".
+    std::string set_readahead(unsigned kib) const;
+
   private:
     Mount() = default;
     Fd fd_;
     std::string mountpoint_;
+    std::string canonical_; // mountpoint_ as /proc/self/mountinfo shows it
     bool fusermount_ = false;
     bool mounted_ = false;
 };
+
+// The device (st_dev) of the newest mount of type `fstype` at `mountpoint`
+// (a canonical path) in a /proc/PID/mountinfo text.
+std::optional<dev_t> mountinfo_dev(std::string_view mountinfo, std::string_view mountpoint,
+                                   std::string_view fstype);
 
 // Kernel passthrough backing files, registered through a /dev/fuse fd of
 // the connection (the fd store keeps that fd, so ids outlive a server).
