@@ -34,6 +34,13 @@ enum class IoPath : uint8_t {
     ring,
 };
 
+// The IoPath of a file opened O_DIRECT, for reads and writes alike.
+// RWF_NOWAIT does not pay there: on ext4 (Linux 6.18) a 4 KiB O_DIRECT
+// preadv2(RWF_NOWAIT) does not fail but waits for the device (37 us each,
+// blocking the queue thread), and a pwritev2(RWF_NOWAIT) always fails with
+// EAGAIN.  So the ring, but for memory filesystems (inline, as ever).
+IoPath direct_io_path(int fd);
+
 struct BackendIo {
     enum class Op : uint8_t { none, read, write, fsync, fdatasync, fallocate };
 
