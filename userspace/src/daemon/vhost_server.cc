@@ -111,7 +111,8 @@ void queue_worker(vhost::Virtqueue &vq, fuse::Engine &engine, std::atomic<unsign
 {
     const size_t in_size = engine.request_buffer_size();
     const size_t out_size = engine.reply_payload_size();
-    Buffer in = alloc_buffer(in_size);
+    Buffer in_buf = alloc_buffer(fuse::Engine::kWriteDataSkew + in_size);
+    std::byte *const in = in_buf.get() + fuse::Engine::kWriteDataSkew;
     Buffer payload = alloc_buffer(out_size);
     auto reply = std::make_unique<fuse::Reply>(std::span<std::byte>(payload.get(), out_size));
     vhost::Chain c;
@@ -130,10 +131,10 @@ void queue_worker(vhost::Virtqueue &vq, fuse::Engine &engine, std::atomic<unsign
             LOG_WARN("vq %u: request of %llu bytes refused", vq.index(),
                      (unsigned long long)c.in_bytes);
         } else {
-            size_t n = gather(c.in, in.get(), size_t(c.in_bytes));
+            size_t n = gather(c.in, in, size_t(c.in_bytes));
             // Never more reply than the guest has room for.
             reply->reset(0);
-            engine.handle(std::span<const std::byte>(in.get(), n), *reply, c.resubmitted);
+            engine.handle(std::span<const std::byte>(in, n), *reply, c.resubmitted);
             if (reply->should_send()) {
                 fuse_out_header oh = reply->header();
                 if (oh.len > c.out_bytes) {

@@ -66,6 +66,11 @@ class Engine {
 
     // Bytes a transport must be able to receive in one request.
     size_t request_buffer_size() const { return limits_.max_write + 4096; }
+    // Where a transport that reads a request into a page-aligned buffer
+    // puts it: a WRITE's data, behind its two headers, then starts on the
+    // next page, aligned as O_DIRECT host files need (--direct-io).
+    static constexpr size_t kWriteDataSkew =
+        4096 - sizeof(fuse_in_header) - sizeof(fuse_write_in);
     // Bytes of payload a reply may carry (READ size, READDIR buffer).
     size_t reply_payload_size() const { return size_t(limits_.max_pages) * 4096; }
 

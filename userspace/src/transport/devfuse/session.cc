@@ -165,7 +165,8 @@ void Session::worker(int fd)
 {
     const size_t in_size = engine_.request_buffer_size();
     const size_t out_size = engine_.reply_payload_size();
-    Buffer in = alloc_buffer(in_size);
+    Buffer in_buf = alloc_buffer(fuse::Engine::kWriteDataSkew + in_size);
+    std::byte *const in = in_buf.get() + fuse::Engine::kWriteDataSkew;
     Buffer payload = alloc_buffer(out_size);
     auto reply = std::make_unique<fuse::Reply>(std::span<std::byte>(payload.get(), out_size));
     SpliceReply splicer(out_size);
@@ -178,7 +179,7 @@ void Session::worker(int fd)
     for (;;) {
         if (stopping_.load(std::memory_order_acquire))
             return;
-        ssize_t n = ::read(fd, in.get(), in_size);
+        ssize_t n = ::read(fd, in, in_size);
         if (n < 0) {
             // ENOENT: the request was interrupted before we read it.
             if (errno == EINTR || errno == EAGAIN || errno == ENOENT)
@@ -187,11 +188,11 @@ void Session::worker(int fd)
                 LOG_ERR("read /dev/fuse: %s", strerror(errno));
             return; // ENODEV: unmounted, the connection is gone
         }
-        if (is_blocking_lock(in.get(), size_t(n)) && offload(fd, in.get(), size_t(n)))
+        if (is_blocking_lock(in, size_t(n)) && offload(fd, in, size_t(n)))
             continue;
         // Data ops come back described, so a big READ can be spliced;
         // the rest is carried out here, as it would have been inline.
-        engine_.handle(std::span<const std::byte>(in.get(), size_t(n)), *reply, false, io, false);
+        engine_.handle(std::span<const std::byte>(in, size_t(n)), *reply, false, io, false);
         if (io.pending()) {
             auto sent = SpliceReply::Sent::fallback;
             if (splicer.wants(io))
