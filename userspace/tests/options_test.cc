@@ -389,6 +389,22 @@ TEST(Options, Passthrough) {
     EXPECT_PRED2(contains, holdfast::daemon::usage(), "--passthrough on|off");
 }
 
+TEST(Options, DirectIo) {
+    Options o;
+    ASSERT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m"}, o), "");
+    EXPECT_FALSE(o.fs.direct_io); // O_DIRECT dropped, as before the option
+    ASSERT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m", "--direct-io", "on"}, o), "");
+    EXPECT_TRUE(o.fs.direct_io);
+    Options v;
+    ASSERT_EQ(run({"--socket-path", "/s", "--shared-dir", "/a", "--direct-io", "on"}, v), "");
+    EXPECT_TRUE(v.fs.direct_io); // vhost-user too
+    ASSERT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m", "--direct-io", "off"}, v), "");
+    EXPECT_FALSE(v.fs.direct_io);
+    std::string m = run({"--shared-dir", "/a", "--mountpoint", "/m", "--direct-io", "1"});
+    EXPECT_PRED2(contains, m, "--direct-io: '1' is not one of on, off");
+    EXPECT_PRED2(contains, holdfast::daemon::usage(), "--direct-io on|off");
+}
+
 TEST(Options, TransportDefaultsToDevFuse) {
     Options o;
     ASSERT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m"}, o), "");

@@ -33,6 +33,7 @@ enum {
     kFaultInjection,
     kTransport,
     kPassthrough,
+    kDirectIo,
     kUringDepth,
     kBackendIo,
     kReadahead,
@@ -209,6 +210,9 @@ const char *usage()
            "  --passthrough on|off      kernel passthrough of regular files' reads, writes\n"
            "                            and mmap (default: on; needs root; never with the\n"
            "                            writeback cache or for vhost-user)\n"
+           "  --direct-io on|off        open a host file O_DIRECT when the open asked for\n"
+           "                            it, so its I/O bypasses the host page cache\n"
+           "                            (default: off: O_DIRECT is dropped)\n"
            "  --xattr / --no-xattr      serve extended attributes (default: off)\n"
            "  --readonly                refuse every modification with EROFS\n"
            "  --allow-other             let all users use the mount (default as root)\n"
@@ -264,6 +268,7 @@ std::string parse(int argc, char **argv, Options &out)
         {"fault-injection", no_argument, nullptr, kFaultInjection},
         {"transport", required_argument, nullptr, kTransport},
         {"passthrough", required_argument, nullptr, kPassthrough},
+        {"direct-io", required_argument, nullptr, kDirectIo},
         {"uring-queue-depth", required_argument, nullptr, kUringDepth},
         {"backend-io", required_argument, nullptr, kBackendIo},
         {"readahead", required_argument, nullptr, kReadahead},
@@ -384,6 +389,10 @@ std::string parse(int argc, char **argv, Options &out)
             if (!parse_choice(optarg, "on", "off", out.fs.passthrough))
                 return std::string("--passthrough: '") + optarg + "' is not one of on, off";
             out.passthrough_set = true;
+            break;
+        case kDirectIo:
+            if (!parse_choice(optarg, "on", "off", out.fs.direct_io))
+                return std::string("--direct-io: '") + optarg + "' is not one of on, off";
             break;
         case kUringDepth:
             if (!parse_u64(optarg, 1, 256, v))

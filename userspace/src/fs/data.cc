@@ -7,6 +7,7 @@
 #include "util/log.h"
 
 #include <cerrno>
+#include <cstring>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -17,10 +18,28 @@ namespace holdfast::fs {
 
 namespace {
 // Flags only meaningful at creation, or that would change how the kernel
-// above us sees the file, never reach the host open.
+// above us sees the file, never reach the host open.  O_DIRECT comes later,
+// with --direct-io, from direct_flags().
 constexpr int kStripOnOpen = O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_NOATIME;
+// What a second open of an open file must not do again.
+constexpr int kOnlyAtOpen = O_CREAT | O_EXCL | O_TRUNC | O_TMPFILE | O_NOFOLLOW;
 
 bool wants_write(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC); }
+
+// What the host fs needs aligned for direct I/O on `fd`: memory << 32 |
+// file offset and length.  Linux 6.1+ tells (STATX_DIOALIGN); a memory
+// filesystem needs nothing; anything else that does not tell gets a page,
+// which every block device takes.
+uint64_t dio_alignment(int fd, fuse::IoPath path)
+{
+    struct statx stx;
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+        (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_mem_align && stx.stx_dio_offset_align)
+        return uint64_t(stx.stx_dio_mem_align) << 32 | stx.stx_dio_offset_align;
+    if (path == fuse::IoPath::inline_)
+        return uint64_t(1) << 32 | 1;
+    return uint64_t(4096) << 32 | 4096;
+}
 } // namespace
 
 // With the writeback cache the kernel reads pages of files opened O_WRONLY
@@ -101,6 +120,7 @@ int Passthrough::open_file(const fuse::Ctx &ctx, std::shared_ptr<state::Inode> i
     if (fd < 0)
         return fd;
     Fd owned(fd);
+    hflags = direct_flags(fd, hflags | (flags & O_DIRECT));
     if ((in.open_flags & FUSE_OPEN_KILL_SUIDGID) && (flags & O_TRUNC)) {
         int err = kill_suidgid(fd);
         if (err)
@@ -172,6 +192,7 @@ int Passthrough::create_file(const fuse::Ctx &ctx, const state::Inode &parent,
     }
     if (!fd)
         return -errno;
+    hflags = direct_flags(fd.get(), hflags | (flags & O_DIRECT));
     // The inode's O_PATH fd comes from the open fd, not the name, so a
     // concurrent rename cannot make us describe a different file.
     int pfd = reopen_fd(fd.get(), O_PATH);
@@ -227,6 +248,7 @@ int Passthrough::tmpfile_create(const fuse::Ctx &ctx, const state::Inode &parent
     }
     if (!fd)
         return -errno;
+    hflags = direct_flags(fd.get(), hflags | (int(in.flags) & O_DIRECT));
     int pfd = reopen_fd(fd.get(), O_PATH);
     if (pfd < 0)
         return pfd;
@@ -269,10 +291,12 @@ int Passthrough::write(const fuse::Ctx &ctx, const fuse_write_in &in,
     // Appends are the one write that is not idempotent: a resent append
     // must not land twice.  The size before it tells whether it landed.
     const bool append = (h->flags & O_APPEND) != 0;
+    uint64_t eof = 0;
     if (append) {
         struct stat st;
         if (fstat(h->fd.get(), &st) < 0)
             return -errno;
+        eof = uint64_t(st.st_size);
         if (auto e = replayed(ctx)) {
             if (e->phase == state::kJournalDone) {
                 out.size = e->u32;
@@ -286,8 +310,27 @@ int Passthrough::write(const fuse::Ctx &ctx, const fuse_write_in &in,
         journal_begin(ctx, uint64_t(st.st_size));
     }
     fuse::BackendIo io;
-    describe_write(io, *h, in, data);
+    int err = describe_write(io, *h, in, data, eof);
+    if (err) {
+        if (append)
+            journal_done(err);
+        return err;
+    }
     io.run_blocking();
+    if (io.result == -EINVAL && append && io.fd == h->fd.get() && (h->flags & O_DIRECT)) {
+        // Another append moved the end since fstat(), to where direct I/O
+        // cannot go: this one goes through the page cache.
+        fuse::BackendIo again;
+        describe_write(again, *h, in, data, eof);
+        err = plain_fd(*h);
+        again.fd = err;
+        again.how = &h->dio_plain_path[1];
+        if (err < 0)
+            again.result = err;
+        else
+            again.run_blocking();
+        io.result = again.result;
+    }
     if (io.result < 0) {
         if (append)
             journal_done(io.result);
@@ -307,16 +350,77 @@ int Passthrough::write(const fuse::Ctx &ctx, const fuse_write_in &in,
     return 0;
 }
 
-void Passthrough::describe_write(fuse::BackendIo &io, state::Handle &h, const fuse_write_in &in,
-                                 std::span<const std::byte> data)
+int Passthrough::describe_write(fuse::BackendIo &io, state::Handle &h, const fuse_write_in &in,
+                                std::span<const std::byte> data, uint64_t eof) const
 {
     io.op = fuse::BackendIo::Op::write;
-    io.fd = h.fd.get();
-    io.how = &h.io_path[1];
     // Only ever read from: the request stays intact.
     io.buf = const_cast<std::byte *>(data.data());
     io.len = uint32_t(data.size());
     io.off = in.offset;
+    return pick_fd(io, h, true, io.buf, (h.flags & O_APPEND) ? eof : io.off, io.len);
+}
+
+int Passthrough::direct_flags(int fd, int flags) const
+{
+    if (!(flags & O_DIRECT))
+        return flags;
+    flags &= ~O_DIRECT;
+    if (!opts_.direct_io)
+        return flags;
+    // Set on the open fd rather than asked of open(): where the host fs has
+    // no direct I/O (EINVAL) the file is still opened (or created) and
+    // served through the page cache, as it was before --direct-io.
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_DIRECT) < 0) {
+        LOG_DBG("direct-io: no O_DIRECT for this file: %s", strerror(errno));
+        return flags;
+    }
+    return flags | O_DIRECT;
+}
+
+int Passthrough::plain_fd(state::Handle &h) const
+{
+    std::lock_guard g(h.dio_mu);
+    if (!h.dio_plain) {
+        int r = reopen_fd(h.fd.get(), h.flags & ~(O_DIRECT | kOnlyAtOpen));
+        if (r < 0)
+            return r;
+        h.dio_plain.reset(r);
+    }
+    return h.dio_plain.get();
+}
+
+int Passthrough::pick_fd(fuse::BackendIo &io, state::Handle &h, bool write, const void *buf,
+                         uint64_t off, uint32_t len) const
+{
+    const int dir = write ? 1 : 0;
+    io.fd = h.fd.get();
+    io.how = &h.io_path[dir];
+    if (!(h.flags & O_DIRECT))
+        return 0;
+    uint64_t align = h.dio_align.load(std::memory_order_acquire);
+    if (!align) {
+        // Before the handle's first transfer (every one comes through
+        // here): its IoPaths are set, not learnt (direct_io_path()).
+        const auto path = fuse::direct_io_path(h.fd.get());
+        h.io_path[0].store(uint8_t(path), std::memory_order_relaxed);
+        h.io_path[1].store(uint8_t(path), std::memory_order_relaxed);
+        align = dio_alignment(h.fd.get(), path);
+        h.dio_align.store(align, std::memory_order_release);
+    }
+    const uint64_t mem = align >> 32, blk = uint32_t(align);
+    if (reinterpret_cast<uintptr_t>(buf) % mem == 0 && off % blk == 0 && len % blk == 0)
+        return 0;
+    // The application's O_DIRECT on the mount never needed this alignment:
+    // instead of an EINVAL it never saw, the transfer goes through the
+    // host page cache, which the kernel keeps coherent with direct I/O.
+    int fd = plain_fd(h);
+    if (fd < 0)
+        return fd;
+    io.fd = fd;
+    io.how = &h.dio_plain_path[dir];
+    return 0;
 }
 
 // The deferred forms hand the transport the same operation the synchronous
@@ -331,11 +435,12 @@ int Passthrough::prep_read(const fuse::Ctx &, const fuse_read_in &in, fuse::Repl
         return bad_handle(in.fh);
     auto space = out.payload_space();
     io.op = fuse::BackendIo::Op::read;
-    io.fd = h->fd.get();
-    io.how = &h->io_path[0];
     io.buf = space.data();
     io.len = uint32_t(in.size < space.size() ? in.size : space.size());
     io.off = in.offset;
+    int err = pick_fd(io, *h, false, io.buf, io.off, io.len);
+    if (err)
+        return err;
     io.pin = std::move(h);
     return kDeferred;
 }
@@ -351,7 +456,9 @@ int Passthrough::prep_write(const fuse::Ctx &ctx, const fuse_write_in &in,
         return bad_handle(in.fh);
     if ((h->flags & O_APPEND) || (in.write_flags & FUSE_WRITE_KILL_SUIDGID))
         return write(ctx, in, data, out);
-    describe_write(io, *h, in, data);
+    int err = describe_write(io, *h, in, data);
+    if (err)
+        return err;
     io.pin = std::move(h);
     return kDeferred;
 }
@@ -521,9 +628,15 @@ int Passthrough::copy_file_range(const fuse::Ctx &, const fuse_copy_file_range_i
     auto hout = handles_.get(in.fh_out);
     if (!hin || !hout || hin->dir || hout->dir)
         return -EBADF;
+    // Through the page cache for O_DIRECT handles: a copy at any offset
+    // and length worked before --direct-io.
+    int fd_in = (hin->flags & O_DIRECT) ? plain_fd(*hin) : hin->fd.get();
+    int fd_out = (hout->flags & O_DIRECT) ? plain_fd(*hout) : hout->fd.get();
+    if (fd_in < 0 || fd_out < 0)
+        return fd_in < 0 ? fd_in : fd_out;
     loff_t off_in = loff_t(in.off_in), off_out = loff_t(in.off_out);
-    ssize_t n = ::copy_file_range(hin->fd.get(), &off_in, hout->fd.get(), &off_out,
-                                  size_t(in.len), unsigned(in.flags));
+    ssize_t n =
+        ::copy_file_range(fd_in, &off_in, fd_out, &off_out, size_t(in.len), unsigned(in.flags));
     if (n < 0)
         return -errno;
     out.size = uint32_t(n);

@@ -70,6 +70,10 @@ struct Options {
     // (set_backing()) and the writeback cache is off (the kernel refuses
     // the two together).
     bool passthrough = true;
+    // An open that asks for O_DIRECT gets a host fd with O_DIRECT too
+    // (fs/data.cc), where the host fs does direct I/O.  Off: O_DIRECT is
+    // dropped, and the host page cache serves every file.
+    bool direct_io = false;
     DaxInodePolicy dax_inode = DaxInodePolicy::flag;
     uint64_t dax_inode_min_size = 0;
 };
@@ -276,9 +280,22 @@ class Passthrough final : public fuse::Filesystem {
     int make_handle(std::shared_ptr<state::Inode> ino, Fd fd, int flags, bool dir,
                     uint64_t opened_by, fuse_open_out &out, bool pass = false);
     int kill_suidgid(int fd) const;
-    // A WRITE of `data` to h's file, for write() to run and prep_write() to defer.
-    static void describe_write(fuse::BackendIo &io, state::Handle &h, const fuse_write_in &in,
-                               std::span<const std::byte> data);
+    // A WRITE of `data` to h's file, for write() to run and prep_write() to
+    // defer.  `eof`: where an O_APPEND write lands (it ignores in.offset).
+    int describe_write(fuse::BackendIo &io, state::Handle &h, const fuse_write_in &in,
+                       std::span<const std::byte> data, uint64_t eof = 0) const;
+    // --direct-io: gives `fd`, opened without O_DIRECT, O_DIRECT when the
+    // open asked for it (`flags`) and the host fs does direct I/O.  Returns
+    // the flags the fd has then.
+    int direct_flags(int fd, int flags) const;
+    // Points `io` at the fd of `h` (and its IoPath) that can carry out a
+    // transfer of `len` bytes at `off` from/to `buf`: an O_DIRECT handle's
+    // own fd if they are aligned as its host fs needs, else its second,
+    // buffered fd (dio_plain).  Returns 0 or -errno.
+    int pick_fd(fuse::BackendIo &io, state::Handle &h, bool write, const void *buf, uint64_t off,
+                uint32_t len) const;
+    // The buffered fd of an O_DIRECT handle, opened at first use.
+    int plain_fd(state::Handle &h) const;
     int open_from_journal(const state::JournalEntry &e, fuse_entry_out *entry,
                           fuse_open_out &out, bool dir);
     int open_file(const fuse::Ctx &ctx, std::shared_ptr<state::Inode> ino,

@@ -459,24 +459,27 @@ std::shared_ptr<state::Handle> Passthrough::resolve_handle(uint64_t fh, const st
             lent_used_.fetch_add(1, std::memory_order_relaxed);
         }
     }
+    int open_flags = int(r.open_flags);
     if (!fd) {
         // Reopen with the flags it had, minus those that act only at open.
         int flags = int(r.open_flags) & ~(O_CREAT | O_EXCL | O_TRUNC | O_TMPFILE);
         if (r.kind == state::kDir)
             flags = O_RDONLY | O_DIRECTORY;
-        int nfd = reopen(*ino, flags);
+        int nfd = reopen(*ino, flags & ~O_DIRECT);
         if (nfd < 0) {
             LOG_WARN("recovery: cannot reopen fh %llu: %s", (unsigned long long)fh,
                      strerror(-nfd));
             return nullptr;
         }
         fd.reset(nfd);
+        // O_DIRECT again (--direct-io), if the file's fs takes it.
+        open_flags = direct_flags(nfd, open_flags);
     }
     auto h = std::make_shared<state::Handle>();
     ino->open_count.fetch_add(1, std::memory_order_relaxed);
     h->inode = std::move(ino);
     h->fd = std::move(fd);
-    h->flags = int(r.open_flags);
+    h->flags = open_flags;
     h->dir = r.kind == state::kDir;
     h->opened_by = r.opened_by;
     h->backing_id = r.kind == state::kFile ? r.backing_id : 0;

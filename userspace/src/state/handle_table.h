@@ -27,6 +27,14 @@ struct Handle {
     // How the backing file takes reads [0] and writes [1], a fuse::IoPath
     // the data path learns on first use (0: not known yet).
     std::atomic<uint8_t> io_path[2] = {};
+    // An O_DIRECT handle (--direct-io, fs/data.cc): the alignment its host
+    // fs needs for direct I/O, memory << 32 | offset and length (0: not
+    // learnt yet), and a second fd of the file without O_DIRECT for
+    // transfers that are not aligned so, with its own IoPaths.
+    std::atomic<uint64_t> dio_align{0};
+    std::mutex dio_mu; // guards opening dio_plain
+    Fd dio_plain;
+    std::atomic<uint8_t> dio_plain_path[2] = {};
 
     // Directory streams: one reader at a time, resumes at a d_off cookie.
     std::mutex mu;
