@@ -4,8 +4,8 @@
 #include "fdstore/protocol.h"
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -46,6 +46,12 @@ std::vector<NamedFd> take_listen_fds()
 
 Notifier::Notifier()
 {
+    if (const char *cap = getenv("FDSTORE")) {
+        char *end;
+        unsigned long long v = strtoull(cap, &end, 10);
+        if (*cap && !*end && v <= 1000000)
+            capacity_ = size_t(v);
+    }
     const char *path = getenv("NOTIFY_SOCKET");
     if (!path || !*path)
         return;

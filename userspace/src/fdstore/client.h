@@ -5,6 +5,7 @@
 
 #include "util/fd.h"
 
+#include <cstddef>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -25,6 +26,10 @@ class Notifier {
     // Connects to $NOTIFY_SOCKET if set.
     Notifier();
     bool available() const { return bool(sock_); }
+    // How many fds the store keeps at most, from $FDSTORE (set by systemd
+    // 254+ to FileDescriptorStoreMax=, and by holdfast-fdstore); 0 when it
+    // does not say.
+    size_t capacity() const { return capacity_; }
 
     // Keeps `fd` in the store under `name`.  Returns 0 or -errno.
     int store(const std::string &name, int fd);
@@ -35,6 +40,7 @@ class Notifier {
   private:
     int send_with_fds(const std::string &text, const int *fds, size_t n);
     Fd sock_;
+    size_t capacity_ = 0;
     std::mutex mu_;
 };
 

@@ -222,20 +222,34 @@ void handle_message()
 void spawn()
 {
     // Build the environment additions before fork: the child must not allocate.
-    static char e_fds[32], e_names[65536], e_restarts[32], e_crash[48], e_notify[128];
-    unsigned n = 0;
+    // LISTEN_FDNAMES is one string of the environment: the kernel takes at
+    // most 128 KiB (MAX_ARG_STRLEN) for it, with its "LISTEN_FDNAMES=".
+    static char e_fds[32], e_names[128 * 1024 - 32], e_restarts[32], e_crash[48], e_notify[128],
+        e_cap[32];
+    unsigned n = 0, unnamed = 0;
     size_t off = 0;
     e_names[0] = 0;
     for (unsigned i = 0; i < S.cap; i++) {
         if (S.slots[i].fd < 0)
             continue;
-        int w = snprintf(e_names + off, sizeof(e_names) - off, "%s%s", n ? ":" : "",
-                         S.slots[i].name);
-        if (w > 0 && size_t(w) < sizeof(e_names) - off)
+        // Once a name does not fit, no later one may: the daemon matches
+        // names to fds by position, and an fd without a name is dropped.
+        int w = unnamed ? -1
+                        : snprintf(e_names + off, sizeof(e_names) - off, "%s%s", n ? ":" : "",
+                                   S.slots[i].name);
+        if (w > 0 && size_t(w) < sizeof(e_names) - off) {
             off += w;
+        } else {
+            e_names[off] = 0;
+            unnamed++;
+        }
         n++;
     }
+    if (unnamed)
+        logf("%u fds do not fit in LISTEN_FDNAMES: the daemon gets them without a name", unnamed);
     snprintf(e_fds, sizeof(e_fds), "%u", n);
+    // What systemd 254+ says in $FDSTORE: how many fds the store keeps.
+    snprintf(e_cap, sizeof(e_cap), "FDSTORE=%u", S.cap);
     snprintf(e_restarts, sizeof(e_restarts), "HOLDFAST_RESTARTS=%u", S.restarts);
     snprintf(e_crash, sizeof(e_crash), "HOLDFAST_CRASH_NS=%lld", S.crash_ns);
     snprintf(e_notify, sizeof(e_notify), "NOTIFY_SOCKET=@%s", S.sock_name + 1);
@@ -279,6 +293,7 @@ void spawn()
             unsetenv("LISTEN_FDNAMES");
         }
         putenv(e_notify);
+        putenv(e_cap);
         putenv(e_restarts);
         putenv(e_crash);
         const char *prog = S.exec_override[0] ? S.exec_override : S.argv[0];
