@@ -258,7 +258,7 @@ int Passthrough::tmpfile_create(const fuse::Ctx &ctx, const state::Inode &parent
     auto ino = inodes_.get(entry.nodeid);
     // No name will ever bring an O_TMPFILE back: only its fd can.
     if (ino)
-        keep_inode(*ino);
+        keep_inode(*ino, true);
     err = ino ? make_handle(std::move(ino), std::move(fd), hflags & ~O_TMPFILE, false, ctx.unique,
                             out, true)
               : -ESTALE;

@@ -91,7 +91,7 @@ void Passthrough::forget(uint64_t nodeid, uint64_t nlookup)
                   (__atomic_load_n(&inodes_.record(nodeid).flags, __ATOMIC_RELAXED) &
                    state::kInodeFdStored);
     if (inodes_.forget(nodeid, nlookup) && stored && rec_.store)
-        rec_.store->remove("i" + std::to_string(nodeid));
+        unkeep_inode(nodeid);
 }
 
 int Passthrough::mknod(const fuse::Ctx &ctx, const fuse_mknod_in &in, std::string_view name,

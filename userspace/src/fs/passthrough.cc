@@ -2,6 +2,7 @@
 #include "fs/passthrough.h"
 
 #include "fs/creds.h"
+#include "fs/inode_keep.h"
 #include "util/log.h"
 
 #include <cerrno>
@@ -9,8 +10,11 @@
 #include <fcntl.h>
 #include <stdexcept>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
+#include <utility>
 
 namespace holdfast::fs {
 
@@ -63,6 +67,7 @@ Passthrough::Passthrough(Options opts, state::InodeTable &inodes, state::HandleT
         throw std::runtime_error("cannot open /proc/self/fd (is /proc mounted?): " +
                                  std::string(strerror(errno)));
     root_path_ = std::move(root);
+    keep_budget_ = inode_store_budget(rec_.store ? rec_.store->capacity() : 0);
 
     switch (opts_.cache) {
     case CacheMode::never:
@@ -157,11 +162,26 @@ void Passthrough::fill_attr(const Inode &ino, const struct stat &st, fuse_attr &
     a.flags = dax_attr_flags(ino, st);
 }
 
-void Passthrough::handle_of(int fd, state::FileHandleBlob &fh)
+bool Passthrough::handle_of(int fd, uint64_t dev, state::FileHandleBlob &fh)
 {
     fh.bytes = 0;
-    if (no_file_handles_.load(std::memory_order_relaxed))
-        return;
+    {
+        std::lock_guard g(fs_handles_mu_);
+        auto [it, first] = fs_handles_.try_emplace(dev, true);
+        if (first) {
+            // A filesystem we have not met yet (the shared directory, or a
+            // mount inside it): is it one whose handles never reopen?
+            struct statfs sf;
+            if (fstatfs(fd, &sf) == 0 && !handles_reopen(long(sf.f_type), 0)) {
+                it->second = false;
+                LOG_INFO("device %u:%u is a FUSE mount: its file handles do not reopen "
+                         "inodes, the fd store keeps their fds instead",
+                         major(dev_t(dev)), minor(dev_t(dev)));
+            }
+        }
+        if (!it->second)
+            return false;
+    }
     // File handles let a restarted server (or a migration target) reopen
     // the inode without a path; not every filesystem has them.
     struct {
@@ -174,9 +194,15 @@ void Passthrough::handle_of(int fd, state::FileHandleBlob &fh)
         fh.type = h.h.handle_type;
         fh.bytes = h.h.handle_bytes;
         memcpy(fh.data, h.h.f_handle, h.h.handle_bytes);
-    } else if (errno == EOPNOTSUPP) {
-        no_file_handles_.store(true, std::memory_order_relaxed);
+        return true;
     }
+    if (errno == EOPNOTSUPP) {
+        std::lock_guard g(fs_handles_mu_);
+        if (std::exchange(fs_handles_[dev], false))
+            LOG_INFO("device %u:%u has no file handles: the fd store keeps its inodes' fds",
+                     major(dev_t(dev)), minor(dev_t(dev)));
+    }
+    return false;
 }
 
 int Passthrough::entry_from_fd(Fd owned, fuse_entry_out &out)
@@ -186,10 +212,14 @@ int Passthrough::entry_from_fd(Fd owned, fuse_entry_out &out)
     if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
         return -errno;
     state::FileHandleBlob fh;
-    handle_of(fd, fh);
+    const bool by_handle = handle_of(fd, uint64_t(st.st_dev), fh);
     auto ino = inodes_.ref(std::move(owned), st, fh.bytes ? &fh : nullptr);
     if (!ino)
         return -ENFILE;
+    // Before the reply: once the kernel has the node id, a crash must not
+    // lose the only way back to it.
+    if (!by_handle)
+        keep_inode(*ino);
     fill_entry(*ino, st, out);
     return 0;
 }
@@ -321,6 +351,10 @@ int Passthrough::make_handle(std::shared_ptr<Inode> ino, Fd fd, int flags, bool 
         backing_put(inode->nodeid, backing_id);
         return -ENFILE;
     }
+    // An open file's inode, of all, must come back after a crash: where no
+    // handle can bring it, it may use the room kept for open files.
+    if (!inodes_.record(inode->nodeid).handle_bytes)
+        keep_inode(*inode, true);
     out.fh = fh;
     if (dir)
         out.open_flags = open_reply_flags(dir);

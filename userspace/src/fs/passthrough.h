@@ -247,8 +247,11 @@ class Passthrough final : public fuse::Filesystem {
     // its file; EBADF for anything else (a wrong type, a stranger).  For
     // callers that just failed a handles_.get(fh): it does not try again.
     int bad_handle(uint64_t fh) const;
-    // The file handle of `fd`, or fh.bytes = 0 where the fs has none.
-    void handle_of(int fd, state::FileHandleBlob &fh);
+    // The file handle of `fd` (an inode on device `dev`), or fh.bytes = 0
+    // where the fs has none.  Returns whether that handle can bring the
+    // inode back in a later process (inode_keep.h); where it cannot, the
+    // fd store must keep the inode's fd.
+    bool handle_of(int fd, uint64_t dev, state::FileHandleBlob &fh);
     // find-paths: records the source's handles do not open here get the
     // file at their path, if it is of the same type (take_migrated()).
     size_t rebind_by_path(const std::vector<state::MigratedPath> &paths,
@@ -319,8 +322,13 @@ class Passthrough final : public fuse::Filesystem {
                  fuse_entry_out &out, const std::function<int()> &make);
     // Runs a name-removing op at most once per request, journaled.
     int remove_op(const fuse::Ctx &ctx, const std::function<int()> &op);
-    // Keeps an inode alive across a crash when no name can bring it back.
-    void keep_inode(const state::Inode &ino);
+    // Keeps an inode's fd in the fd store, for the next server, when
+    // neither a name nor a file handle can bring the inode back; within
+    // the store's budget (inode_keep.h), of which `open` files may use the
+    // last quarter.
+    void keep_inode(const state::Inode &ino, bool open = false);
+    // Its slot is free: the store lets go of the fd keep_inode() gave it.
+    void unkeep_inode(uint64_t nodeid);
     void keep_if_orphaned(std::shared_ptr<state::Inode> ino);
     std::shared_ptr<state::Inode> known_inode(int dirfd, const std::string &name);
     Fd resolve_inode(uint64_t nodeid, const state::InodeRecord &r);
@@ -359,7 +367,15 @@ class Passthrough final : public fuse::Filesystem {
     BackingIds backing_ids_;
     std::atomic<bool> backing_refused_{false}; // logged once
     std::atomic<uint64_t> pt_opens_{0};
-    std::atomic<bool> no_file_handles_{false};
+    // Per host filesystem (st_dev): false once its file handles are known
+    // not to bring inodes back (FUSE, or none at all: EOPNOTSUPP).
+    std::mutex fs_handles_mu_;
+    std::unordered_map<uint64_t, bool> fs_handles_;
+    // Inode fds in the fd store, and how many it may hold (keep_inode()).
+    std::mutex keep_mu_;
+    std::atomic<size_t> kept_inodes_{0};
+    size_t keep_budget_ = 0;
+    std::atomic<bool> keep_refused_{false}; // logged once
 
     // Unmaps one record; 0 when the range is not mapped any more.
     int dax_unmap(const state::DaxMapping &m);

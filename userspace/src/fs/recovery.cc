@@ -5,6 +5,7 @@
 // the journal instead of executing them twice.
 #include "fs/passthrough.h"
 
+#include "fs/inode_keep.h"
 #include "util/fault.h"
 #include "util/log.h"
 
@@ -234,11 +235,11 @@ size_t Passthrough::rebind_by_path(const std::vector<state::MigratedPath> &paths
             continue;
         }
         state::FileHandleBlob fh;
-        handle_of(fd.get(), fh);
+        const bool by_handle = handle_of(fd.get(), uint64_t(st.st_dev), fh);
         inodes_.rebind(p.nodeid, st, fh.bytes ? &fh : nullptr);
         // With a file handle the table reopens it within its fd budget;
         // holding every fd found here would run out of them first.
-        if (!fh.bytes)
+        if (!by_handle)
             opened.push_back({std::move(name), std::move(fd)});
         found++;
     }
@@ -298,8 +299,13 @@ std::string Passthrough::take_migrated(bool strict, size_t &unresolved,
     for (uint64_t id = state::kRootNodeId + 1; id < high; id++) {
         if (inodes_.record(id).state.load(std::memory_order_acquire) != state::kLive)
             continue;
-        if (inodes_.get(id))
+        if (auto ino = inodes_.get(id)) {
+            // Migration does not carry the source's store: what no handle
+            // of ours brings back goes into our own, for our successor.
+            if (!inodes_.record(id).handle_bytes)
+                keep_inode(*ino, ino->open_count.load(std::memory_order_relaxed) > 0);
             continue;
+        }
         if (++unresolved <= 8)
             which += (which.empty() ? "" : ", ") + std::to_string(id);
     }
@@ -338,6 +344,14 @@ void Passthrough::recover(std::vector<fdstore::NamedFd> stored)
     }
     inodes_.recover(std::move(root_path_),
                     [this](uint64_t id, const state::InodeRecord &r) { return resolve_inode(id, r); });
+    // The inodes our predecessors put in the store count against its room.
+    size_t kept = 0;
+    for (uint64_t id = state::kRootNodeId + 1; id < inodes_.high(); id++) {
+        const state::InodeRecord &r = inodes_.record(id);
+        kept += r.state.load(std::memory_order_acquire) == state::kLive &&
+                (r.flags & state::kInodeFdStored);
+    }
+    kept_inodes_.store(kept, std::memory_order_relaxed);
     inodes_.set_resolver(
         [this](uint64_t id, const state::InodeRecord &r) { return resolve_inode(id, r); },
         fd_budget());
@@ -486,12 +500,44 @@ std::shared_ptr<state::Handle> Passthrough::resolve_handle(uint64_t fh, const st
     return h;
 }
 
-void Passthrough::keep_inode(const Inode &ino)
+void Passthrough::keep_inode(const Inode &ino, bool open)
 {
-    if (!rec_.store || (inodes_.record(ino.nodeid).flags & state::kInodeFdStored))
+    auto kept = [&] {
+        return __atomic_load_n(&inodes_.record(ino.nodeid).flags, __ATOMIC_RELAXED) &
+               state::kInodeFdStored;
+    };
+    // The root comes back from --shared-dir.
+    if (!rec_.store || ino.nodeid == state::kRootNodeId || kept())
         return;
-    if (rec_.store->store("i" + std::to_string(ino.nodeid), ino.fd.get()) == 0)
+    // One at a time: two LOOKUPs of the same new inode must not store it
+    // twice, nor both take the store's last free slot.
+    std::lock_guard g(keep_mu_);
+    if (kept())
+        return;
+    const size_t limit = inode_keep_limit(keep_budget_, open);
+    if (kept_inodes_.load(std::memory_order_relaxed) >= limit) {
+        if (!keep_refused_.exchange(true))
+            LOG_WARN("the fd store keeps %zu inodes' fds, all it has room for%s: inode %llu "
+                     "and further ones that no file handle can reopen will answer ESTALE "
+                     "after a crash (raise holdfast-fdstore --max-fds, or systemd's "
+                     "FileDescriptorStoreMax=)",
+                     limit, open ? "" : " besides open files", (unsigned long long)ino.nodeid);
+        return;
+    }
+    if (rec_.store->store("i" + std::to_string(ino.nodeid), ino.fd.get()) == 0) {
         inodes_.set_record_flags(ino.nodeid, state::kInodeFdStored);
+        kept_inodes_.fetch_add(1, std::memory_order_relaxed);
+    }
+}
+
+void Passthrough::unkeep_inode(uint64_t nodeid)
+{
+    const std::string name = "i" + std::to_string(nodeid);
+    rec_.store->remove(name);
+    // Our copy from the store, if the inode was never resolved since (a
+    // LOOKUP after the restart brought its own fd).
+    take_stored(name);
+    kept_inodes_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 std::shared_ptr<Inode> Passthrough::known_inode(int dirfd, const std::string &name)
@@ -512,7 +558,7 @@ void Passthrough::keep_if_orphaned(std::shared_ptr<Inode> ino)
         return;
     struct stat st;
     if (fstatat(ino->fd.get(), "", &st, AT_EMPTY_PATH) == 0 && st.st_nlink == 0)
-        keep_inode(*ino);
+        keep_inode(*ino, true);
 }
 
 std::optional<state::JournalEntry> Passthrough::replayed(const fuse::Ctx &ctx)
