@@ -276,6 +276,18 @@ FIXTURE_VARIANT_ADD(fixture, cache_always_wb) {			\
 	.o = { .cache = "always", .writeback = true },			\
 }
 
+/* The same tests over /dev/fuse and over FUSE-over-io_uring. */
+#define HF_TRANSPORT_VARIANTS(fixture)					\
+FIXTURE_VARIANT(fixture) {						\
+	const char *transport;	/* hf_opts.transport */			\
+};									\
+FIXTURE_VARIANT_ADD(fixture, dev) {					\
+	.transport = "dev",						\
+};									\
+FIXTURE_VARIANT_ADD(fixture, uring) {					\
+	.transport = "uring",						\
+}
+
 #endif /* __KSELFTEST_HARNESS_H */
 
 #endif /* HOLDFAST_FIXTURE_H */

@@ -844,17 +844,7 @@ FIXTURE(rec) {
 };
 
 /* Every crash test runs over /dev/fuse and over FUSE-over-io_uring. */
-FIXTURE_VARIANT(rec) {
-	const char *transport;
-};
-
-FIXTURE_VARIANT_ADD(rec, dev) {
-	.transport = "dev",
-};
-
-FIXTURE_VARIANT_ADD(rec, uring) {
-	.transport = "uring",
-};
+HF_TRANSPORT_VARIANTS(rec);
 
 FIXTURE_SETUP(rec)
 {
@@ -1647,17 +1637,7 @@ FIXTURE(many) {
 	struct hf h;
 };
 
-FIXTURE_VARIANT(many) {
-	const char *transport;
-};
-
-FIXTURE_VARIANT_ADD(many, dev) {
-	.transport = "dev",
-};
-
-FIXTURE_VARIANT_ADD(many, uring) {
-	.transport = "uring",
-};
+HF_TRANSPORT_VARIANTS(many);
 
 FIXTURE_SETUP(many)
 {

@@ -39,17 +39,7 @@ FIXTURE(upg) {
  * Over FUSE-over-io_uring the old server cannot stop the kernel from
  * handing its entries requests; the successor adopts them.
  */
-FIXTURE_VARIANT(upg) {
-	const char *transport;
-};
-
-FIXTURE_VARIANT_ADD(upg, dev) {
-	.transport = "dev",
-};
-
-FIXTURE_VARIANT_ADD(upg, uring) {
-	.transport = "uring",
-};
+HF_TRANSPORT_VARIANTS(upg);
 
 FIXTURE_SETUP(upg)
 {
