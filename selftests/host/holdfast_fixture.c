@@ -586,16 +586,30 @@ static void build_argv(const char **argv, int max, const char *bin, const struct
 static pid_t spawn_server(const struct hf *h, const struct hf_opts *o, int ready_w)
 {
 	const char *bin = getenv("HOLDFASTD");
-	const char *argv[64];
-	char threads[16], extra[1024];
+	const char *argv[64], *exe;
+	char threads[16], extra[1024], store[PATH_MAX], max_fds[16];
 	pid_t parent = getpid();
 	pid_t pid;
+	int n = 0;
 
 	if (!bin || !*bin)
 		bin = HF_DEFAULT_HOLDFASTD;
+	exe = bin;
+	if (o && o->store_max_fds > 0) {
+		/* holdfastd uses the store it finds in $NOTIFY_SOCKET. */
+		const char *slash = strrchr(bin, '/');
+
+		snprintf(store, sizeof(store), "%.*s%sholdfast-fdstore",
+			 slash ? (int)(slash - bin) : 0, bin, slash ? "/" : "");
+		snprintf(max_fds, sizeof(max_fds), "%d", o->store_max_fds);
+		exe = argv[n++] = store;
+		argv[n++] = "--max-fds";
+		argv[n++] = max_fds;
+		argv[n++] = "--";
+	}
 	snprintf(threads, sizeof(threads), "%d", o ? o->threads : 0);
 	snprintf(extra, sizeof(extra), "%s", o && o->extra_args ? o->extra_args : "");
-	build_argv(argv, 64, bin, h, o, threads, extra);
+	build_argv(argv + n, 64 - n, bin, h, o, threads, extra);
 
 	fflush(stdout);
 	fflush(stderr);
@@ -629,8 +643,8 @@ static pid_t spawn_server(const struct hf *h, const struct hf_opts *o, int ready
 		dup2(rw, 3);	/* dup2 clears O_CLOEXEC on fd 3 */
 		hf_close_range(4, ~0U);
 	}
-	execv(bin, (char **)argv);
-	fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+	execv(exe, (char **)argv);
+	fprintf(stderr, "exec %s: %s\n", exe, strerror(errno));
 	_exit(127);
 }
 

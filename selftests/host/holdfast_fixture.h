@@ -80,6 +80,11 @@ struct hf_opts {
 	 * mount, to make backing-file I/O wait on demand).
 	 */
 	const char *shared_dir;
+	/*
+	 * > 0: start holdfastd under "holdfast-fdstore --max-fds N" (next to
+	 * $HOLDFASTD) instead of letting it start the store with its defaults.
+	 */
+	int store_max_fds;
 };
 
 struct hf {

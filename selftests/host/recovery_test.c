@@ -11,6 +11,8 @@
  *  - streaming writes, a directory listing, open fds of every kind and
  *    locks across kills;
  *  - a mixed multi-process workload under 200+ kills;
+ *  - open files and directories on a shared directory that is itself a
+ *    FUSE mount, whose file handles cannot reopen anything (rec_nested);
  *  - a kill of the new server while it starts;
  *  - a corrupted state region, which the next server must refuse;
  *  - the store's crash-loop guard, which must not count a server that
@@ -1183,18 +1185,24 @@ TEST_F(rec, open_dir_stream_continues)
 	EXPECT_EQ(3, hf_status_num(&self->h, "restarts"));
 }
 
-TEST_F(rec, unlinked_open_file_survives)
+/*
+ * A file unlinked while open, then the server killed: the fd still reads
+ * and writes.  @src: the shared directory's files on the host.
+ */
+static void unlinked_open_file_check(struct __test_metadata *_metadata, const struct hf *h,
+				     const char *src)
 {
-	char buf[64];
+	char buf[64], path[PATH_MAX];
 	struct stat st;
 	int fd;
 
-	fd = open(M("u"), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+	fd = open(hf_m(h, "u"), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
 	ASSERT_LE(0, fd);
 	ASSERT_EQ(12, write(fd, "still here\n\n", 12));
-	ASSERT_EQ(0, unlink(M("u")));
-	expect_absent(_metadata, S("u"));
-	ASSERT_LT(0, kill_server(&self->h, NULL, NULL, 0));
+	ASSERT_EQ(0, unlink(hf_m(h, "u")));
+	snprintf(path, sizeof(path), "%s/u", src);
+	expect_absent(_metadata, path);
+	ASSERT_LT(0, kill_server(h, NULL, NULL, 0));
 	EXPECT_EQ(12, pread(fd, buf, sizeof(buf), 0)) TH_LOG("pread: %s", strerror(errno));
 	EXPECT_EQ(0, memcmp(buf, "still here\n\n", 12));
 	EXPECT_EQ(4, pwrite(fd, "more", 4, 12)) TH_LOG("pwrite: %s", strerror(errno));
@@ -1205,7 +1213,12 @@ TEST_F(rec, unlinked_open_file_survives)
 	EXPECT_EQ(16, st.st_size);
 	EXPECT_EQ(0, fsync(fd));
 	EXPECT_EQ(0, close(fd));
-	EXPECT_EQ(0, count_entries(self->h.src));
+	EXPECT_EQ(0, count_entries(src));
+}
+
+TEST_F(rec, unlinked_open_file_survives)
+{
+	unlinked_open_file_check(_metadata, &self->h, self->h.src);
 }
 
 TEST_F(rec, tmpfile_survives_and_links)
@@ -1627,6 +1640,177 @@ TEST_F(rec, corrupt_region_version_refused)
 	uint32_t v = 999;
 
 	corrupt_region(_metadata, &self->h, 8, &v, sizeof(v), "layout version 999");
+}
+
+/* ------------------------------------------------------------------ */
+/* A shared directory that is itself a FUSE mount (another holdfastd's). */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Its file handles do not bring inodes back (none at all since Linux 6.6
+ * without FUSE_EXPORT_SUPPORT; before, only while the kernel has the inode
+ * cached): the fd store must keep the inodes' fds for the successor.  The
+ * outer server runs with --cache never, so every access after the kill
+ * reaches it instead of the page cache.
+ */
+FIXTURE(rec_nested) {
+	struct hf h;		/* the server that is killed */
+	struct hf inner;	/* its shared directory's server */
+};
+
+HF_TRANSPORT_VARIANTS(rec_nested);
+
+/*
+ * For fixtures with an outer server "h" and an "inner" one: starts the
+ * inner server, then the outer one with the options @_o on its mount.
+ */
+#define NESTED_SETUP(_o) do {						\
+	struct hf_opts _in = { .transport = "dev" };			\
+									\
+	if (geteuid() != 0)						\
+		SKIP(_exit(255), "holdfastd must run as root (euid %d)",	\
+		     (int)geteuid());						\
+	ASSERT_EQ(0, hf_start(&self->inner, &_in, _metadata->timeout));	\
+	(_o)->shared_dir = self->inner.mnt;				\
+	HF_SETUP(_o);							\
+} while (0)
+
+#define NESTED_TEARDOWN() do {						\
+	HF_TEARDOWN();							\
+	hf_teardown(&self->inner, !_metadata->passed);			\
+} while (0)
+
+FIXTURE_SETUP(rec_nested)
+{
+	struct hf_opts o = { .cache = "never", .transport = variant->transport };
+
+	NESTED_SETUP(&o);
+}
+
+FIXTURE_TEARDOWN(rec_nested)
+{
+	NESTED_TEARDOWN();
+}
+
+TEST_F(rec_nested, open_files_survive)
+{
+	char buf[64];
+	struct stat st;
+	int rfd, wfd;
+
+	ASSERT_EQ(0, hf_write_file(hf_s(&self->inner, "r"), "read me\n", 8, 0644));
+	rfd = open(M("r"), O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, rfd) TH_LOG("open r: %s", strerror(errno));
+	wfd = open(M("w"), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+	ASSERT_LE(0, wfd) TH_LOG("create w: %s", strerror(errno));
+	ASSERT_EQ(7, write(wfd, "before\n", 7));
+	ASSERT_LT(0, kill_server(&self->h, NULL, NULL, 0));
+
+	EXPECT_EQ(8, pread(rfd, buf, sizeof(buf), 0)) TH_LOG("pread: %s", strerror(errno));
+	EXPECT_EQ(0, memcmp(buf, "read me\n", 8));
+	EXPECT_EQ(6, pwrite(wfd, "after\n", 6, 7)) TH_LOG("pwrite: %s", strerror(errno));
+	EXPECT_EQ(13, pread(wfd, buf, sizeof(buf), 0)) TH_LOG("pread: %s", strerror(errno));
+	EXPECT_EQ(0, fstat(wfd, &st)) TH_LOG("fstat: %s", strerror(errno));
+	EXPECT_EQ(13, st.st_size);
+	EXPECT_EQ(0, fsync(wfd)) TH_LOG("fsync: %s", strerror(errno));
+	EXPECT_EQ(0, close(rfd));
+	EXPECT_EQ(0, close(wfd));
+	expect_content(_metadata, hf_s(&self->inner, "w"), "before\nafter\n");
+	EXPECT_EQ(1, hf_status_num(&self->h, "restarts"));
+}
+
+TEST_F(rec_nested, dir_fd_survives)
+{
+	struct stat st;
+	DIR *d;
+	int dfd, fd, n = 0;
+
+	ASSERT_EQ(0, mkdir(M("d"), 0755));
+	ASSERT_EQ(0, hf_write_file(M("d/old"), "x", 1, 0644));
+	dfd = open(M("d"), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ASSERT_LE(0, dfd);
+	ASSERT_LT(0, kill_server(&self->h, NULL, NULL, 0));
+
+	/* LOOKUPs in the directory's node id, and a handle opened on it. */
+	EXPECT_EQ(0, fstatat(dfd, "old", &st, 0)) TH_LOG("fstatat: %s", strerror(errno));
+	fd = openat(dfd, "new", O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+	EXPECT_LE(0, fd) TH_LOG("openat: %s", strerror(errno));
+	if (fd >= 0) {
+		EXPECT_EQ(1, write(fd, "y", 1));
+		EXPECT_EQ(0, close(fd));
+	}
+	d = fdopendir(dfd);
+	ASSERT_NE(NULL, d) TH_LOG("fdopendir: %s", strerror(errno));
+	errno = 0;
+	while (readdir(d))
+		n++;
+	EXPECT_EQ(0, errno) TH_LOG("readdir: %s", strerror(errno));
+	EXPECT_EQ(4, n);	/* ., .., old, new */
+	closedir(d);
+	expect_content(_metadata, hf_s(&self->inner, "d/new"), "y");
+}
+
+TEST_F(rec_nested, unlinked_open_file_survives)
+{
+	unlinked_open_file_check(_metadata, &self->h, self->inner.src);
+}
+
+/*
+ * The same with a store of 64 fds: inodes' fds may take 48 of them, and
+ * LOOKUPs only 36, so that files opened after a big listing still find
+ * room.  60 files looked up fill the LOOKUPs' part; one of them opened
+ * after that, and one created, must still survive the crash.
+ */
+#define REC_SMALL_STORE	64
+#define REC_LISTED	60
+
+FIXTURE(rec_nested_small_store) {
+	struct hf h;
+	struct hf inner;
+};
+
+FIXTURE_SETUP(rec_nested_small_store)
+{
+	struct hf_opts o = { .transport = "dev", .store_max_fds = REC_SMALL_STORE };
+
+	NESTED_SETUP(&o);
+}
+
+FIXTURE_TEARDOWN(rec_nested_small_store)
+{
+	NESTED_TEARDOWN();
+}
+
+TEST_F(rec_nested_small_store, open_files_keep_room)
+{
+	char name[16], buf[16];
+	struct stat st;
+	int i, fd, cfd;
+
+	for (i = 0; i < REC_LISTED; i++) {
+		snprintf(name, sizeof(name), "e%02d", i);
+		ASSERT_EQ(0, hf_write_file(hf_s(&self->inner, "%s", name), name, 3, 0644));
+	}
+	/* Each one a kernel reference, held while its dentry is cached. */
+	for (i = 0; i < REC_LISTED; i++)
+		ASSERT_EQ(0, stat(M("e%02d", i), &st));
+	EXPECT_EQ(1, hf_log_count(&self->h, "all it has room for besides open files"));
+	fd = open(M("e%02d", REC_LISTED - 1), O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	cfd = open(M("created"), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+	ASSERT_LE(0, cfd);
+	ASSERT_LT(0, kill_server(&self->h, NULL, NULL, 0));
+
+	/* Never read before the kill: the page cache cannot answer. */
+	memset(buf, 0, sizeof(buf));
+	EXPECT_EQ(3, pread(fd, buf, sizeof(buf), 0)) TH_LOG("pread: %s", strerror(errno));
+	EXPECT_STREQ("e59", buf);
+	EXPECT_EQ(4, pwrite(cfd, "new\n", 4, 0)) TH_LOG("pwrite: %s", strerror(errno));
+	EXPECT_EQ(0, fsync(cfd)) TH_LOG("fsync: %s", strerror(errno));
+	EXPECT_EQ(0, close(fd));
+	EXPECT_EQ(0, close(cfd));
+	expect_content(_metadata, hf_s(&self->inner, "created"), "new\n");
+	EXPECT_EQ(0, hf_log_count(&self->h, "should be in the fd store but is not"));
 }
 
 /* ------------------------------------------------------------------ */
