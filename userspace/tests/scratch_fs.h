@@ -22,12 +22,12 @@ struct ScratchFs {
     std::unique_ptr<fs::Passthrough> pfs;
     uint64_t next = 10; // the unique of the next request
 
-    explicit ScratchFs(std::string d) : dir(std::move(d))
+    // `o`: options but the directory and credentials.
+    explicit ScratchFs(std::string d, fs::Options o = {}) : dir(std::move(d))
     {
         region.emplace(state::Region::create({64, 16, 4}));
         inodes = std::make_unique<state::InodeTable>(*region);
         handles = std::make_unique<state::HandleTable>(*region);
-        fs::Options o;
         o.shared_dir = dir;
         o.switch_creds = false;
         pfs = std::make_unique<fs::Passthrough>(o, *inodes, *handles);
