@@ -165,40 +165,74 @@ FIXTURE_VARIANT_ADD(dio, tmpfs_on) {
 
 #define FILE_LEN (4 * MiB)
 
-FIXTURE_SETUP(dio)
+/* The shared directory, and the tmpfs on it: setup's and teardown's to undo. */
+static void remove_dir(FIXTURE_DATA(dio) *self)
 {
-	struct hf_opts o = { .extra_args = variant->args };
-	char *buf;
+	if (self->tmpfs)
+		umount2(self->dir, MNT_DETACH);
+	self->tmpfs = false;
+	if (self->dir[0])
+		hf_rm_rf(self->dir);
+	self->dir[0] = 0;
+}
 
-	snprintf(self->dir, sizeof(self->dir), "/var/tmp/hf-dio.XXXXXX");
-	ASSERT_NE(NULL, mkdtemp(self->dir));
-	if (variant->tmpfs) {
-		ASSERT_EQ(0, mount("hf-dio", self->dir, "tmpfs", 0, "size=64m"));
+/* The test file, FILE_LEN bytes of seed 1, not in the host page cache. */
+static int make_source(FIXTURE_DATA(dio) *self, bool tmpfs)
+{
+	char *buf;
+	int r;
+
+	if (tmpfs) {
+		if (mount("hf-dio", self->dir, "tmpfs", 0, "size=64m") < 0)
+			return -1;
 		self->tmpfs = true;
 	}
 	snprintf(self->host, sizeof(self->host), "%s/f", self->dir);
 	buf = aligned_buf(FILE_LEN);
-	ASSERT_NE(NULL, buf);
+	if (!buf)
+		return -1;
 	hf_fill(buf, FILE_LEN, 1, 0);
-	ASSERT_EQ(0, hf_write_file(self->host, buf, FILE_LEN, 0644));
+	r = hf_write_file(self->host, buf, FILE_LEN, 0644);
 	free(buf);
-	ASSERT_EQ(0, drop_cache(self->host));
-	o.shared_dir = self->dir;
+	return r < 0 ? r : drop_cache(self->host);
+}
+
+FIXTURE_SETUP(dio)
+{
 	/*
 	 * HOLDFAST_TRANSPORT=uring: set enable_uring for each server's start
 	 * (and put it back after), not once for the run, which another
 	 * test's teardown may undo meanwhile.
 	 */
-	o.transport = getenv("HOLDFAST_TRANSPORT");
-	HF_SETUP(&o);
+	struct hf_opts o = {
+		.extra_args = variant->args,
+		.transport = getenv("HOLDFAST_TRANSPORT"),
+	};
+	const char *why;
+
+	/* HF_SETUP's checks, but a failed start must not leave our directory. */
+	if (geteuid() != 0)
+		SKIP(_exit(255), "holdfastd must run as root (euid %d)", (int)geteuid());
+	why = hf_transport_unavailable(&o);
+	if (why)
+		SKIP(_exit(255), "%s", why);
+	snprintf(self->dir, sizeof(self->dir), "/var/tmp/hf-dio.XXXXXX");
+	if (!mkdtemp(self->dir)) {
+		self->dir[0] = 0;
+		ASSERT_TRUE(false) TH_LOG("mkdtemp: %s", strerror(errno));
+	}
+	o.shared_dir = self->dir;
+	if (make_source(self, variant->tmpfs) != 0 ||
+	    hf_start(&self->h, &o, _metadata->timeout) != 0) {
+		remove_dir(self);
+		ASSERT_TRUE(false) TH_LOG("no source or no server: %s", strerror(errno));
+	}
 }
 
 FIXTURE_TEARDOWN(dio)
 {
 	HF_TEARDOWN();
-	if (self->tmpfs)
-		umount2(self->dir, MNT_DETACH);
-	hf_rm_rf(self->dir);
+	remove_dir(self);
 }
 
 static pid_t server(struct __test_metadata *_metadata, const struct hf *h)
