@@ -416,9 +416,11 @@ int serve(const Options &o)
         if (o.readahead_kib) {
             if (std::string why = mount->set_readahead(o.readahead_kib); why.empty())
                 LOG_DBG("readahead: %u KiB", o.readahead_kib);
-            else
+            else if (o.readahead_set || geteuid() == 0)
                 LOG_WARN("--readahead %u: %s: the kernel's readahead stays", o.readahead_kib,
                          why.c_str());
+            else // the default, and only root may write a bdi's readahead
+                LOG_INFO("readahead: the kernel's (%s)", why.c_str());
         }
         if (rec.store) {
             rec.store->store("state", region->memfd());
