@@ -255,8 +255,8 @@ fio_iops() {
 
 row_randread_prep() { row_coldread_prep "$1"; }
 # The O_DIRECT rows drop the caches too: a server that opens the backing
-# file without O_DIRECT (holdfastd does) must not find it in the page cache
-# the rows before filled, on the disk source.
+# file without O_DIRECT (a holdfastd older than --direct-io) must not find
+# it in the page cache the rows before filled, on the disk source.
 row_randread() {
 	drop_caches || return 1
 	fio_iops "$1/big" --ioengine=psync --direct=1 --iodepth=1 --norandommap
@@ -303,7 +303,7 @@ declare -A COLUMN_SETS=(
 )
 declare -A COL_NOTE=(
 	[native]="the source directory itself (no FUSE)"
-	[holdfastd]="holdfastd defaults, --cache auto pinned: 1 s entry/attr timeouts, no writeback, no keep_cache; --passthrough off pinned (the server does every read and write); threads = CPUs (min 2); crash recovery on (runs under holdfast-fdstore); no default_permissions (server checks, switching credentials per request); --ready-fd"
+	[holdfastd]="holdfastd defaults, --cache auto pinned: 1 s entry/attr timeouts, no writeback, no keep_cache; --passthrough off pinned (the server does every read and write); --direct-io on (O_DIRECT opens stay O_DIRECT on the host, as in passthrough_hp); --readahead default (1 MiB); threads = CPUs (min 2); crash recovery on (runs under holdfast-fdstore); no default_permissions (server checks, switching credentials per request); --ready-fd"
 	[holdfastd_norecovery]="holdfastd as above with --recovery off: no fd store, no journal (the baseline for the cost of recovery)"
 	[holdfastd_uring]="holdfastd as above with --transport uring (FUSE-over-io_uring; the fuse module's enable_uring is set to Y for the run and restored at exit)"
 	[holdfastd_passthrough]="holdfastd as above with --passthrough on: the kernel reads, writes and maps regular files itself (FUSE_PASSTHROUGH, backing files registered at open)"
@@ -338,7 +338,7 @@ col_holdfastd_check() {
 	local help
 	help=$("$HOLDFASTD" --help 2>&1 || true)
 	local o
-	for o in --ready-fd --cache --passthrough; do
+	for o in --ready-fd --cache --passthrough --direct-io; do
 		if grep -q -- "$o" <<<"$help"; then HOLDFASTD_HAS_OPT[$o]=1; fi
 	done
 	HOLDFASTD_SNAP=$HOLDFASTD
@@ -350,6 +350,8 @@ col_holdfastd_cmd() {
 	[ -n "${HOLDFASTD_HAS_OPT[--cache]:-}" ] && CMD+=(--cache auto)
 	# Passthrough is a column of its own: this one measures our data path.
 	[ -n "${HOLDFASTD_HAS_OPT[--passthrough]:-}" ] && CMD+=(--passthrough off)
+	# passthrough_hp opens the host file O_DIRECT when the open asked for it.
+	[ -n "${HOLDFASTD_HAS_OPT[--direct-io]:-}" ] && CMD+=(--direct-io on)
 	# shellcheck disable=SC2206
 	CMD+=($HOLDFASTD_ARGS)
 	[ -n "${HOLDFASTD_HAS_OPT[--ready-fd]:-}" ] && CMD+=(--ready-fd 3)
