@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "fuse/backend_io.h"
 
+#include <algorithm>
+#include <climits>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/uio.h>
@@ -20,6 +22,24 @@ IoPath learn(int fd)
 }
 
 } // namespace
+
+size_t iov_window(std::span<const iovec> iov, uint64_t skip, uint64_t max, std::span<iovec> dst)
+{
+    size_t n = 0;
+    for (const iovec &v : iov) {
+        if (!max || n == dst.size())
+            break;
+        if (skip >= v.iov_len) {
+            skip -= v.iov_len;
+            continue;
+        }
+        const size_t k = size_t(std::min<uint64_t>(v.iov_len - skip, max));
+        dst[n++] = {static_cast<std::byte *>(v.iov_base) + skip, k};
+        skip = 0;
+        max -= k;
+    }
+    return n;
+}
 
 IoPath direct_io_path(int fd)
 {
@@ -87,6 +107,25 @@ void BackendIo::run_blocking()
         }
         if (absorb(n < 0 ? -errno : int(n)))
             return;
+    }
+}
+
+bool BackendIo::read_blocking_into(std::span<const iovec> dst, uint64_t skip)
+{
+    if (op != Op::read)
+        return false;
+    // A chain longer than one preadv() takes is read in turns, as after
+    // a short read.
+    iovec win[IOV_MAX];
+    for (;;) {
+        const size_t cnt = iov_window(dst, skip + done, next_len(), win);
+        ssize_t n = 0; // no room left: ends the read as EOF would
+        if (cnt)
+            n = preadv(fd, win, int(cnt), off_t(next_off()));
+        if (n < 0 && errno == EINVAL && done == 0)
+            return false;
+        if (absorb(n < 0 ? -errno : int(n)))
+            return true;
     }
 }
 

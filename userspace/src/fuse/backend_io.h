@@ -16,8 +16,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
+#include <sys/uio.h>
 
 namespace holdfast::fuse {
+
+// The part of the buffers `iov` that starts `skip` bytes in and is at most
+// `max` bytes long, as at most dst.size() iovecs in `dst` (empty ones left
+// out).  Returns how many entries it filled.  They cover less than `max`
+// when `iov` ends first or `dst` is full; never anything outside `iov`.
+size_t iov_window(std::span<const iovec> iov, uint64_t skip, uint64_t max, std::span<iovec> dst);
 
 // How a backing file takes reads (or writes), learnt on first use and kept
 // with the open file (BackendIo::how).
@@ -71,6 +79,15 @@ struct BackendIo {
     // Carries out the whole operation with blocking calls (a transport
     // whose threads may block), feeding absorb() until it is finished.
     void run_blocking();
+    // A READ carried out like run_blocking(), but into the buffers `dst`
+    // from byte `skip` on instead of into `buf` (vhost-user: the guest's
+    // writable descriptors, after the reply header), so the data is not
+    // copied again.  Never writes outside `dst` nor more than `len` bytes:
+    // a `dst` with less room ends the read there, as at EOF, so the caller
+    // makes sure it has `len` bytes.  Returns false, having transferred
+    // nothing, if the fd refuses these buffers (EINVAL: an O_DIRECT file
+    // whose alignment they do not meet); `buf` with run_blocking() then.
+    bool read_blocking_into(std::span<const iovec> dst, uint64_t skip);
 
     // Where the next submission starts (after a short transfer).
     std::byte *next_buf() const { return buf + done; }
