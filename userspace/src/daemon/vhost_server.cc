@@ -106,7 +106,8 @@ size_t scatter(const std::vector<iovec> &iov,
 }
 
 // One queue worker: pops requests, runs them through the engine, writes
-// the reply into the chain's writable buffers.
+// the reply into the chain's writable buffers (a READ's data is read from
+// the backing file into them directly).
 void queue_worker(vhost::Virtqueue &vq, fuse::Engine &engine, std::atomic<unsigned> &running)
 {
     const size_t in_size = engine.request_buffer_size();
@@ -115,6 +116,7 @@ void queue_worker(vhost::Virtqueue &vq, fuse::Engine &engine, std::atomic<unsign
     std::byte *const in = in_buf.get() + fuse::Engine::kWriteDataSkew;
     Buffer payload = alloc_buffer(out_size);
     auto reply = std::make_unique<fuse::Reply>(std::span<std::byte>(payload.get(), out_size));
+    fuse::BackendIo io;
     vhost::Chain c;
     while (vq.wait_pop(c)) {
         uint32_t written = 0;
@@ -134,8 +136,35 @@ void queue_worker(vhost::Virtqueue &vq, fuse::Engine &engine, std::atomic<unsign
             size_t n = gather(c.in, in, size_t(c.in_bytes));
             // Never more reply than the guest has room for.
             reply->reset(0);
-            engine.handle(std::span<const std::byte>(in, n), *reply, c.resubmitted);
-            if (reply->should_send()) {
+            // Data ops come back described: a READ goes from the backing
+            // file straight into the guest's buffers, behind the header.
+            engine.handle(std::span<const std::byte>(in, n), *reply, c.resubmitted, io, false);
+            bool in_guest = false;
+            if (io.pending()) {
+                constexpr uint64_t hl = sizeof(fuse_out_header);
+                // A READ larger than the room takes the buffer, and gets
+                // EIO below if its data does not fit.
+                if (io.op == fuse::BackendIo::Op::read && c.out_bytes >= hl &&
+                    io.len <= c.out_bytes - hl)
+                    in_guest = io.read_blocking_into(c.out, hl);
+                if (!in_guest)
+                    io.run_blocking();
+                engine.complete(io, *reply);
+            }
+            if (in_guest) {
+                // Only the header is left to write: the data is in place,
+                // and it is written bytes the dirty log must mark too.
+                fuse_out_header oh = reply->header();
+                if (!reply->arg_bytes().empty() || oh.len > c.out_bytes) {
+                    LOG_ERR("vq %u: READ reply of %u bytes (%zu of arguments) for %llu of room",
+                            vq.index(), oh.len, reply->arg_bytes().size(),
+                            (unsigned long long)c.out_bytes);
+                    oh = {sizeof(fuse_out_header), -EIO, oh.unique};
+                }
+                scatter(c.out, {std::span<const std::byte>(reinterpret_cast<std::byte *>(&oh),
+                                                           sizeof(oh))});
+                written = oh.len;
+            } else if (reply->should_send()) {
                 fuse_out_header oh = reply->header();
                 if (oh.len > c.out_bytes) {
                     LOG_WARN("vq %u: reply of %u bytes does not fit the guest's %llu", vq.index(),
