@@ -151,6 +151,67 @@ TEST_F(integ, unaligned_overwrite)
 	free((void *)p);
 }
 
+/*
+ * READs as the guest sends them, one by one: O_DIRECT hands the server the
+ * caller's own pages, so a buffer that starts inside a page, odd lengths
+ * and offsets, and reads that end at or start past EOF reach the server
+ * and its reply lands in those pages.  The bytes next to the buffer must
+ * not change.
+ */
+TEST_F(integ, direct_reads_odd_offsets_and_buffers)
+{
+	const size_t size = 3 * MiB + 333, area = 6 * MiB, guard = 8192;
+	const struct {
+		off_t off;
+		size_t len, skew;
+	} r[] = {
+		{ 0, 1, 1 },
+		{ 1, 4095, 4095 },
+		{ 4095, 4097, 7 },
+		{ 12345, 65543, 100 },
+		{ MiB - 1, MiB + 2, 4000 },
+		{ 2 * MiB + 5, 2 * MiB, 2049 }, /* ends at EOF */
+		{ size - 7, 4096, 3 },
+		{ size - 1, 1, 0 },
+		{ size, 100, 5 },		/* at EOF */
+		{ size + 4096, 10, 9 },		/* past it */
+	};
+	const char *p = strdup(M("odd"));
+	unsigned char *buf;
+	unsigned i;
+	size_t k;
+	int fd;
+
+	ASSERT_EQ(0, write_pattern(p, O_TRUNC, 0, size, 9, MiB));
+	ASSERT_EQ(0, posix_memalign((void **)&buf, 4096, area));
+	fd = open(p, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	ASSERT_LE(0, fd) TH_LOG("open O_DIRECT: %m");
+	for (i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
+		unsigned char *at = buf + guard + r[i].skew;
+		size_t want = r[i].off >= (off_t)size ? 0 : size - r[i].off;
+		ssize_t n;
+
+		if (want > r[i].len)
+			want = r[i].len;
+		memset(buf, 0x5a, area);
+		n = pread(fd, at, r[i].len, r[i].off);
+		ASSERT_EQ((ssize_t)want, n)
+			TH_LOG("%zu bytes at %lld into +%zu: %m", r[i].len, (long long)r[i].off,
+			       r[i].skew);
+		EXPECT_EQ(-1, hf_check(at, want, 9, r[i].off))
+			TH_LOG("%zu bytes at %lld", r[i].len, (long long)r[i].off);
+		for (k = 0; k < guard + r[i].skew; k++)
+			ASSERT_EQ(0x5a, buf[k]) TH_LOG("byte %zu before the buffer written", k);
+		for (k = guard + r[i].skew + want; k < area; k++)
+			ASSERT_EQ(0x5a, buf[k]) TH_LOG("byte %zu after the data written (read %zu at %lld)",
+						      k - guard - r[i].skew, r[i].len,
+						      (long long)r[i].off);
+	}
+	close(fd);
+	free(buf);
+	free((void *)p);
+}
+
 TEST_F(integ, truncate_grow_shrink)
 {
 	const char *p = strdup(M("f"));
