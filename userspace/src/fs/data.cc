@@ -21,8 +21,6 @@ namespace {
 // above us sees the file, never reach the host open.  O_DIRECT comes later,
 // with --direct-io, from direct_flags().
 constexpr int kStripOnOpen = O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_NOATIME;
-// What a second open of an open file must not do again.
-constexpr int kOnlyAtOpen = O_CREAT | O_EXCL | O_TRUNC | O_TMPFILE | O_NOFOLLOW;
 
 bool wants_write(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC); }
 

@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <fcntl.h>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -29,6 +30,11 @@
 #include <vector>
 
 namespace holdfast::fs {
+
+// Open flags that act only when a file is opened: a second open of an open
+// file (a reopen, after a crash or beside an O_DIRECT fd) must not repeat
+// them.  (reopen_fd() drops O_NOFOLLOW itself; it is here for clarity.)
+inline constexpr int kOnlyAtOpen = O_CREAT | O_EXCL | O_TRUNC | O_TMPFILE | O_NOFOLLOW;
 
 enum class CacheMode { never, metadata, automatic, always };
 // Which ops run under the caller's credentials (when switch_creds is on).

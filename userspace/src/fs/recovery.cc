@@ -476,7 +476,7 @@ std::shared_ptr<state::Handle> Passthrough::resolve_handle(uint64_t fh, const st
     int open_flags = int(r.open_flags);
     if (!fd) {
         // Reopen with the flags it had, minus those that act only at open.
-        int flags = int(r.open_flags) & ~(O_CREAT | O_EXCL | O_TRUNC | O_TMPFILE);
+        int flags = int(r.open_flags) & ~kOnlyAtOpen;
         if (r.kind == state::kDir)
             flags = O_RDONLY | O_DIRECTORY;
         int nfd = reopen(*ino, flags & ~O_DIRECT);
