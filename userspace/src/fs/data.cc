@@ -320,9 +320,7 @@ int Passthrough::write(const fuse::Ctx &ctx, const fuse_write_in &in,
         // cannot go: this one goes through the page cache.
         fuse::BackendIo again;
         describe_write(again, *h, in, data, eof);
-        err = plain_fd(*h);
-        again.fd = err;
-        again.how = &h->dio_plain_path[1];
+        err = use_plain_fd(again, *h, 1);
         if (err < 0)
             again.result = err;
         else
@@ -413,6 +411,11 @@ int Passthrough::pick_fd(fuse::BackendIo &io, state::Handle &h, bool write, cons
     // The application's O_DIRECT on the mount never needed this alignment:
     // instead of an EINVAL it never saw, the transfer goes through the
     // host page cache, which the kernel keeps coherent with direct I/O.
+    return use_plain_fd(io, h, dir);
+}
+
+int Passthrough::use_plain_fd(fuse::BackendIo &io, state::Handle &h, int dir) const
+{
     int fd = plain_fd(h);
     if (fd < 0)
         return fd;

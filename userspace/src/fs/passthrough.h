@@ -305,6 +305,9 @@ class Passthrough final : public fuse::Filesystem {
                 uint32_t len) const;
     // The buffered fd of an O_DIRECT handle, opened at first use.
     int plain_fd(state::Handle &h) const;
+    // Points `io` at that fd and its IoPath for direction `dir` (0 read,
+    // 1 write).  Returns 0 or -errno.
+    int use_plain_fd(fuse::BackendIo &io, state::Handle &h, int dir) const;
     int open_from_journal(const state::JournalEntry &e, fuse_entry_out *entry,
                           fuse_open_out &out, bool dir);
     int open_file(const fuse::Ctx &ctx, std::shared_ptr<state::Inode> ino,
