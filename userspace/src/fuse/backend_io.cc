@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/uio.h>
@@ -50,6 +51,9 @@ bool BackendIo::try_now()
 {
     if ((op != Op::read && op != Op::write) || !how)
         return false; // fsync, fallocate: they wait for the device
+    if (op == Op::write)
+        if (WriteSource *w = WriteSource::covering(buf, len))
+            w->fill(); // preadv2/pwritev2 of one buffer, and on the ring
     auto path = IoPath(how->load(std::memory_order_relaxed));
     if (path == IoPath::ring)
         return false;
@@ -82,6 +86,12 @@ bool BackendIo::try_now()
 
 void BackendIo::run_blocking()
 {
+    if (op == Op::write && done == 0)
+        if (WriteSource *w = WriteSource::covering(buf, len)) {
+            if (write_blocking_from(w->src(), w->skip_for(buf)))
+                return;
+            w->fill(); // refused: from the stand-in, which is aligned
+        }
     for (;;) {
         ssize_t n;
         switch (op) {
@@ -112,21 +122,85 @@ void BackendIo::run_blocking()
 
 bool BackendIo::read_blocking_into(std::span<const iovec> dst, uint64_t skip)
 {
-    if (op != Op::read)
-        return false;
-    // A chain longer than one preadv() takes is read in turns, as after
-    // a short read.
+    return op == Op::read && vectored_blocking(dst, skip);
+}
+
+bool BackendIo::write_blocking_from(std::span<const iovec> src, uint64_t skip)
+{
+    return op == Op::write && vectored_blocking(src, skip);
+}
+
+bool BackendIo::vectored_blocking(std::span<const iovec> iov, uint64_t skip)
+{
+    // A chain longer than one preadv()/pwritev() takes goes in turns, as
+    // after a short transfer.
     iovec win[IOV_MAX];
     for (;;) {
-        const size_t cnt = iov_window(dst, skip + done, next_len(), win);
-        ssize_t n = 0; // no room left: ends the read as EOF would
+        const size_t cnt = iov_window(iov, skip + done, next_len(), win);
+        // No room left (read) ends it as EOF would, nothing left to write
+        // as no progress: a short write.
+        ssize_t n = 0;
         if (cnt)
-            n = preadv(fd, win, int(cnt), off_t(next_off()));
+            n = op == Op::read ? preadv(fd, win, int(cnt), off_t(next_off()))
+                               : pwritev(fd, win, int(cnt), off_t(next_off()));
         if (n < 0 && errno == EINVAL && done == 0)
             return false;
         if (absorb(n < 0 ? -errno : int(n)))
             return true;
     }
+}
+
+namespace {
+// Per thread: a transport's worker serves one request at a time, and the
+// filesystem writes an append on the thread that asked.
+thread_local WriteSource *active_source = nullptr;
+} // namespace
+
+WriteSource::WriteSource(std::span<std::byte> stand_in, std::span<const iovec> src, uint64_t skip)
+    : stand_in_(stand_in), src_(src), skip_(skip), outer_(active_source)
+{
+    active_source = this;
+}
+
+WriteSource::~WriteSource()
+{
+    active_source = outer_;
+}
+
+WriteSource *WriteSource::covering(const std::byte *p, size_t n)
+{
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    for (WriteSource *w = active_source; w; w = w->outer_) {
+        const auto s = reinterpret_cast<uintptr_t>(w->stand_in_.data());
+        if (a >= s && n <= w->stand_in_.size() && a - s <= w->stand_in_.size() - n)
+            return w;
+    }
+    return nullptr;
+}
+
+uint64_t WriteSource::skip_for(const std::byte *p) const
+{
+    return skip_ +
+           uint64_t(reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(stand_in_.data()));
+}
+
+void WriteSource::fill()
+{
+    if (filled_)
+        return;
+    size_t at = 0;
+    iovec win[64];
+    while (at < stand_in_.size()) {
+        const size_t cnt = iov_window(src_, skip_ + at, stand_in_.size() - at, win);
+        if (!cnt)
+            break; // `src` ends first: zeroes, below
+        for (size_t i = 0; i < cnt; i++) {
+            std::memcpy(stand_in_.data() + at, win[i].iov_base, win[i].iov_len);
+            at += win[i].iov_len;
+        }
+    }
+    std::memset(stand_in_.data() + at, 0, stand_in_.size() - at);
+    filled_ = true;
 }
 
 } // namespace holdfast::fuse

@@ -88,6 +88,14 @@ struct BackendIo {
     // nothing, if the fd refuses these buffers (EINVAL: an O_DIRECT file
     // whose alignment they do not meet); `buf` with run_blocking() then.
     bool read_blocking_into(std::span<const iovec> dst, uint64_t skip);
+    // A WRITE carried out like run_blocking(), but from the buffers `src`
+    // from byte `skip` on instead of from `buf` (vhost-user: the guest's
+    // readable descriptors, after the request's headers).  Never reads
+    // outside `src` nor more than `len` bytes: a `src` that ends first ends
+    // the write there, short.  Returns false, having transferred nothing,
+    // if the fd refuses these buffers (EINVAL: an O_DIRECT file whose
+    // alignment they do not meet).
+    bool write_blocking_from(std::span<const iovec> src, uint64_t skip);
 
     // Where the next submission starts (after a short transfer).
     std::byte *next_buf() const { return buf + done; }
@@ -138,8 +146,50 @@ struct BackendIo {
     }
 
   private:
+    // read_blocking_into() and write_blocking_from(), for `op`.
+    bool vectored_blocking(std::span<const iovec> iov, uint64_t skip);
+
     static constexpr int kMaxRetries = 64;
     int retries_ = 0;
+};
+
+// A WRITE's data left where the transport received it, in scattered
+// buffers (vhost-user: the guest's readable descriptors), rather than copied
+// into the request buffer behind the headers.  The filesystem is handed
+// `stand_in`, the place the data would have had there, with nothing in it
+// yet.  While this object lives, a BackendIo on this thread that writes
+// from `stand_in` takes the bytes from `src` instead, whoever carries it
+// out: the transport, or the filesystem itself (an append it journals and
+// writes at once), which never learns that the data was not in place.  It
+// is copied into `stand_in` only where it must be there: for try_now(),
+// and when an O_DIRECT fd refuses `src`'s alignment (`stand_in` is then
+// the aligned buffer a request buffer offers: Engine::kWriteDataSkew).
+class WriteSource {
+  public:
+    // `src` from byte `skip` on holds what belongs in `stand_in`; both must
+    // outlive this object.  Where `src` has fewer bytes, fill() zeroes the
+    // rest, so no earlier request's bytes are ever written in their place.
+    WriteSource(std::span<std::byte> stand_in, std::span<const iovec> src, uint64_t skip);
+    ~WriteSource();
+    WriteSource(const WriteSource &) = delete;
+    WriteSource &operator=(const WriteSource &) = delete;
+
+    // The one active on this thread whose stand-in holds all of
+    // [p, p + n), or null.
+    static WriteSource *covering(const std::byte *p, size_t n);
+    // Where the bytes meant for `p` in the stand-in start in `src`.
+    uint64_t skip_for(const std::byte *p) const;
+    std::span<const iovec> src() const { return src_; }
+    // Copies the data into the stand-in (once).
+    void fill();
+    bool filled() const { return filled_; }
+
+  private:
+    std::span<std::byte> stand_in_;
+    std::span<const iovec> src_;
+    uint64_t skip_;
+    bool filled_ = false;
+    WriteSource *outer_;
 };
 
 } // namespace holdfast::fuse
