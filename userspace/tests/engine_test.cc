@@ -1336,6 +1336,162 @@ TEST_F(EngineTest, DeferredWriteReportsWhatWasWritten) {
     EXPECT_EQ(out<fuse_write_out>().size, 100u);
 }
 
+// A WRITE whose data the transport left in its own buffers: the engine
+// sees its headers and the request's length, and the filesystem gets the
+// stand-in where the data would be.
+class DetachedWrite : public EngineTest {
+  protected:
+    void SetUp() override
+    {
+        init();
+        fs.defer = true;
+    }
+    // `m`'s first kWriteHeadLen bytes as the head, the rest as the stand-in
+    // (the test's copy of the bytes, as a transport's buffer would be).
+    Reply &send_detached(const std::vector<std::byte> &bytes, uint64_t total, BackendIo &io,
+                         bool resubmitted = false)
+    {
+        head.assign(bytes.begin(), bytes.begin() + Engine::kWriteHeadLen);
+        stand_in.assign(bytes.begin() + Engine::kWriteHeadLen, bytes.end());
+        engine.handle_detached(head, total, stand_in, reply, resubmitted, io, false);
+        return reply;
+    }
+    fuse_write_in write_in(uint32_t size)
+    {
+        fuse_write_in in{};
+        in.fh = 5;
+        in.offset = 4096;
+        in.size = size;
+        return in;
+    }
+    std::vector<std::byte> head, stand_in;
+};
+
+TEST_F(DetachedWrite, TheFilesystemWritesFromTheStandIn)
+{
+    auto bytes = Msg(FUSE_WRITE, 6).in(write_in(100)).raw(std::string(100, 'w')).bytes();
+    BackendIo io;
+    send_detached(bytes, bytes.size(), io);
+    ASSERT_TRUE(io.pending());
+    EXPECT_EQ(one("prep_write").data_ptr, stand_in.data());
+    EXPECT_EQ(io.buf, stand_in.data());
+    EXPECT_EQ(io.len, 100u);
+    EXPECT_EQ(io.off, 4096u);
+    EXPECT_FALSE(fs.calls[0].ctx.resent);
+    EXPECT_TRUE(io.absorb(100));
+    engine.complete(io, reply);
+    ASSERT_EQ(reply.error(), 0);
+    EXPECT_EQ(out<fuse_write_out>().size, 100u);
+    EXPECT_EQ(malformed(), 0u);
+}
+
+TEST_F(DetachedWrite, ASynchronousWriteGetsTheStandInToo)
+{
+    // An append, say: the filesystem writes at once, from `data`.
+    fs.defer = false;
+    auto bytes = Msg(FUSE_WRITE, 6).in(write_in(10)).raw(std::string(10, 'w')).bytes();
+    BackendIo io;
+    send_detached(bytes, bytes.size(), io);
+    EXPECT_FALSE(io.pending());
+    EXPECT_EQ(one("write").data_ptr, stand_in.data());
+    EXPECT_EQ(fs.calls[0].data.size(), 10u);
+    ASSERT_EQ(reply.error(), 0);
+    EXPECT_EQ(out<fuse_write_out>().size, 10u);
+}
+
+TEST_F(DetachedWrite, AResubmittedChainIsResent)
+{
+    auto bytes = Msg(FUSE_WRITE, 6).in(write_in(8)).raw(std::string(8, 'w')).bytes();
+    BackendIo io;
+    send_detached(bytes, bytes.size(), io, true);
+    ASSERT_TRUE(io.pending());
+    EXPECT_TRUE(one("prep_write").ctx.resent);
+    EXPECT_EQ(engine.stats().resent.load(), 1u);
+}
+
+TEST_F(DetachedWrite, DataAfterTheWriteIsIgnoredAsInAContiguousOne)
+{
+    auto bytes = Msg(FUSE_WRITE, 6).in(write_in(8)).raw(std::string(20, 'w')).bytes();
+    BackendIo io;
+    send_detached(bytes, bytes.size(), io);
+    ASSERT_TRUE(io.pending());
+    EXPECT_EQ(io.len, 8u);
+}
+
+TEST_F(DetachedWrite, LyingLengthsAreRefusedBeforeTheFilesystem)
+{
+    BackendIo io;
+    // The chain is longer or shorter than the header says.
+    auto bytes = Msg(FUSE_WRITE, 6).in(write_in(100)).raw(std::string(100, 'w')).bytes();
+    for (uint64_t total :
+         {bytes.size() - 1, bytes.size() + 1, uint64_t(UINT32_MAX) + 1 + bytes.size()}) {
+        send_detached(bytes, total, io);
+        EXPECT_FALSE(io.pending());
+        EXPECT_EQ(reply.error(), -EIO) << total;
+    }
+    // More data than the request holds, than its extensions leave, than
+    // max_write.
+    auto shorter = Msg(FUSE_WRITE, 6).in(write_in(101)).raw(std::string(100, 'w')).bytes();
+    auto ext = Msg(FUSE_WRITE, 6).in(write_in(100)).raw(std::string(100, 'w')).mark_ext(1).bytes();
+    auto big = Msg(FUSE_WRITE, 6)
+                   .in(write_in(kLimits.max_write + 1))
+                   .fill(kLimits.max_write + 1, 'w')
+                   .bytes();
+    for (auto *b : {&shorter, &ext, &big}) {
+        send_detached(*b, b->size(), io);
+        EXPECT_FALSE(io.pending());
+        EXPECT_EQ(reply.error(), -EINVAL);
+    }
+    // Extensions longer than the whole request; a write_in cut by them.
+    auto huge = Msg(FUSE_WRITE, 6).in(write_in(8)).raw(std::string(8, 'w')).mark_ext(100).bytes();
+    auto cut = Msg(FUSE_WRITE, 6).in(write_in(0)).raw(std::string(8, 'w')).mark_ext(2).bytes();
+    send_detached(huge, huge.size(), io);
+    EXPECT_EQ(reply.error(), -EIO);
+    send_detached(cut, cut.size(), io);
+    EXPECT_EQ(reply.error(), -EINVAL);
+    EXPECT_FALSE(io.pending());
+    EXPECT_TRUE(fs.calls.empty());
+    EXPECT_EQ(malformed(), 8u);
+    expect_still_serving();
+}
+
+TEST_F(DetachedWrite, OnlyAWriteMayComeWithoutItsData)
+{
+    fuse_getattr_in in{};
+    auto bytes = Msg(FUSE_GETATTR, 6).in(in).fill(40, 'x').bytes();
+    BackendIo io;
+    send_detached(bytes, bytes.size(), io);
+    EXPECT_FALSE(io.pending());
+    EXPECT_EQ(reply.error(), -EIO);
+    EXPECT_TRUE(fs.calls.empty());
+}
+
+TEST_F(DetachedWrite, TheSameAnswersAsAContiguousWrite)
+{
+    // Every length from none to past the request's end, through both
+    // entry points: the same error, the same data length.
+    for (uint32_t size = 0; size < 40; size++) {
+        for (uint16_t ext : {0, 1, 3}) {
+            Msg m(FUSE_WRITE, 6);
+            m.in(write_in(size)).fill(24, 'w');
+            if (ext)
+                m.mark_ext(ext);
+            auto bytes = m.bytes();
+            BackendIo a, b;
+            fs.calls.clear();
+            engine.handle(bytes, reply, false, a, false);
+            const int err = reply.error();
+            const uint32_t len = a.len;
+            const size_t calls = fs.calls.size();
+            fs.calls.clear();
+            send_detached(bytes, bytes.size(), b);
+            EXPECT_EQ(reply.error(), err) << size << " " << ext;
+            EXPECT_EQ(b.len, len) << size << " " << ext;
+            EXPECT_EQ(fs.calls.size(), calls) << size << " " << ext;
+        }
+    }
+}
+
 TEST_F(EngineTest, DeferredFsyncError) {
     init();
     fs.defer = true;

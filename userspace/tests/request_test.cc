@@ -327,6 +327,35 @@ TEST(ParseRequest, ExtensionsFillWholeBody) {
     EXPECT_EQ(req.extensions.size(), 16u);
 }
 
+// Only the first bytes of the request at hand (a WRITE whose data stays in
+// the transport's buffers): the header still answers for all of it.
+TEST(ParseRequest, HeadOfALongerRequest)
+{
+    auto v = make_request(FUSE_WRITE, 140, 2); // 124 bytes of args, 16 of ext
+    const std::span<const std::byte> head(v.data(), 80);
+    Request req;
+    ASSERT_EQ(parse_request(head, v.size(), req), ParseError::ok);
+    EXPECT_EQ(req.args.remaining(), 40u); // what the head holds of them
+    EXPECT_EQ(req.args.rest().data(), v.data() + sizeof(fuse_in_header));
+    EXPECT_TRUE(req.extensions.empty()); // not in the head
+    // The length must be the whole request's, never the head's.
+    EXPECT_EQ(parse_request(head, 80, req), ParseError::length_mismatch);
+    EXPECT_EQ(parse_request(head, v.size() + 1, req), ParseError::length_mismatch);
+    EXPECT_EQ(parse_request(head, uint64_t(v.size()) + (1ull << 32), req),
+              ParseError::length_mismatch);
+    // Extensions that reach into the head leave it fewer arguments.
+    auto w = make_request(FUSE_WRITE, 140, 15);
+    ASSERT_EQ(parse_request(std::span<const std::byte>(w.data(), 80), w.size(), req),
+              ParseError::ok);
+    EXPECT_EQ(req.args.remaining(), 20u);
+    auto z = make_request(FUSE_WRITE, 140, 18);
+    EXPECT_EQ(parse_request(std::span<const std::byte>(z.data(), 80), z.size(), req),
+              ParseError::bad_extlen);
+    // A head longer than the request it is said to be the head of.
+    auto u = make_request(FUSE_WRITE, 40);
+    EXPECT_EQ(parse_request(u, 60, req), ParseError::length_mismatch);
+}
+
 TEST(ParseRequest, ErrorStringsAreDistinct) {
     std::string a = parse_error_str(ParseError::ok);
     std::string b = parse_error_str(ParseError::short_header);

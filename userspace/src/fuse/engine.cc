@@ -41,14 +41,22 @@ void take_name(Reader &a, std::string_view &out)
 
 void Engine::handle(std::span<const std::byte> in, Reply &out, bool resubmitted)
 {
-    serve(in, out, resubmitted, nullptr, true);
+    serve(in, in.size(), nullptr, out, resubmitted, nullptr, true);
 }
 
 void Engine::handle(std::span<const std::byte> in, Reply &out, bool resubmitted, BackendIo &io,
                     bool now)
 {
     io = BackendIo{};
-    serve(in, out, resubmitted, &io, now);
+    serve(in, in.size(), nullptr, out, resubmitted, &io, now);
+}
+
+void Engine::handle_detached(std::span<const std::byte> head, uint64_t total,
+                             std::span<const std::byte> stand_in, Reply &out, bool resubmitted,
+                             BackendIo &io, bool now)
+{
+    io = BackendIo{};
+    serve(head, total, &stand_in, out, resubmitted, &io, now);
 }
 
 namespace {
@@ -90,11 +98,12 @@ void Engine::complete(BackendIo &io, Reply &out)
     }
 }
 
-void Engine::serve(std::span<const std::byte> in, Reply &out, bool resubmitted, BackendIo *io,
-                   bool now)
+void Engine::serve(std::span<const std::byte> in, uint64_t total,
+                   const std::span<const std::byte> *stand_in, Reply &out, bool resubmitted,
+                   BackendIo *io, bool now)
 {
     Request req;
-    ParseError pe = parse_request(in, req);
+    ParseError pe = parse_request(in, total, req);
     req.resubmitted = resubmitted;
     if (pe != ParseError::ok) {
         stats_.malformed.fetch_add(1, std::memory_order_relaxed);
@@ -118,7 +127,7 @@ void Engine::serve(std::span<const std::byte> in, Reply &out, bool resubmitted, 
         stats_.requests[op].fetch_add(1, std::memory_order_relaxed);
 
     fault::point(op, fault::Point::before);
-    int err = dispatch(req, out, io);
+    int err = dispatch(req, stand_in, out, io);
     if (io && io->pending()) {
         if (err == Filesystem::kDeferred) {
             // What needs no device (cached data, tmpfs) is done here; the
@@ -253,9 +262,15 @@ int Engine::bad_mapping(const Ctx &ctx, const char *what, const char *why)
             throw Malformed{};                                                                     \
     } while (0)
 
-int Engine::dispatch(const Request &req, Reply &out, BackendIo *io)
+int Engine::dispatch(const Request &req, const std::span<const std::byte> *stand_in, Reply &out,
+                     BackendIo *io)
 {
     const uint32_t op = req.hdr.opcode;
+    if (stand_in && op != FUSE_WRITE) {
+        // A transport's mistake: nothing else is ever split off its data.
+        LOG_ERR("opcode %u handed over without its data", op);
+        return -EIO;
+    }
     const bool resent = (req.hdr.unique & kUniqueResend) != 0 || req.resubmitted;
     Ctx ctx{req.hdr.unique & ~kUniqueResend, req.hdr.nodeid, op, req.hdr.uid, req.hdr.gid,
             req.hdr.pid, resent};
@@ -416,7 +431,19 @@ int Engine::dispatch(const Request &req, Reply &out, BackendIo *io)
             fuse_write_in in;
             std::span<const std::byte> data;
             NEED(a.read(in));
-            NEED(in.size <= limits_.max_write && a.bytes(in.size, data));
+            NEED(in.size <= limits_.max_write);
+            if (stand_in) {
+                // The data is not in `a`: the request's length says how
+                // much of it there is (parse_request() checked that the
+                // extensions fit).
+                const uint64_t args = uint64_t(req.hdr.len) - sizeof(fuse_in_header) -
+                                      uint64_t(req.hdr.total_extlen) * 8;
+                NEED(a.remaining() == 0 && in.size <= args - sizeof(in) &&
+                     in.size <= stand_in->size());
+                data = stand_in->first(in.size);
+            } else {
+                NEED(a.bytes(in.size, data));
+            }
             auto &wo = out.arg<fuse_write_out>();
             return io ? fs_.prep_write(ctx, in, data, wo, *io) : fs_.write(ctx, in, data, wo);
         }

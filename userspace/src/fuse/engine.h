@@ -60,6 +60,17 @@ class Engine {
     // /dev/fuse transport splices big READs from the backing file).
     void handle(std::span<const std::byte> in, Reply &out, bool resubmitted, BackendIo &io,
                 bool now = true);
+    // A WRITE whose data the transport left where it came (WriteSource in
+    // fuse/backend_io.h), otherwise like handle() with a BackendIo: `head`
+    // is the request's first kWriteHeadLen bytes, `total` the length of the
+    // whole request (its header must say the same) and `stand_in` the rest
+    // of it as it would lie in a request buffer, not copied there: the
+    // filesystem is given the data in it.  The data must fit the request's
+    // length (its extensions left out) and max_write, as in handle().
+    void handle_detached(std::span<const std::byte> head, uint64_t total,
+                         std::span<const std::byte> stand_in, Reply &out, bool resubmitted,
+                         BackendIo &io, bool now = true);
+    static constexpr size_t kWriteHeadLen = sizeof(fuse_in_header) + sizeof(fuse_write_in);
     // Finishes a request handle() left pending, once io.absorb() said it is
     // done: fills in the reply from io.result, and resets `io`.
     void complete(BackendIo &io, Reply &out);
@@ -69,8 +80,7 @@ class Engine {
     // Where a transport that reads a request into a page-aligned buffer
     // puts it: a WRITE's data, behind its two headers, then starts on the
     // next page, aligned as O_DIRECT host files need (--direct-io).
-    static constexpr size_t kWriteDataSkew =
-        4096 - sizeof(fuse_in_header) - sizeof(fuse_write_in);
+    static constexpr size_t kWriteDataSkew = 4096 - kWriteHeadLen;
     // Bytes of payload a reply may carry (READ size, READDIR buffer).
     size_t reply_payload_size() const { return size_t(limits_.max_pages) * 4096; }
 
@@ -98,9 +108,12 @@ class Engine {
     const OpStats &stats() const { return stats_; }
 
   private:
-    void serve(std::span<const std::byte> in, Reply &out, bool resubmitted, BackendIo *io,
-               bool now);
-    int dispatch(const Request &req, Reply &out, BackendIo *io);
+    // `total`, `stand_in`: handle_detached()'s, or in.size() and null.
+    void serve(std::span<const std::byte> in, uint64_t total,
+               const std::span<const std::byte> *stand_in, Reply &out, bool resubmitted,
+               BackendIo *io, bool now);
+    int dispatch(const Request &req, const std::span<const std::byte> *stand_in, Reply &out,
+                 BackendIo *io);
     int do_init(const Request &req, Reply &out);
     int unimplemented(uint32_t op);
     // A mapping request that fails validation: counted, logged, EINVAL.

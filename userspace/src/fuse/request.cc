@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "fuse/request.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 
@@ -30,18 +31,26 @@ bool Reader::cstring(std::string_view &out, size_t max)
 
 ParseError parse_request(std::span<const std::byte> in, Request &out)
 {
-    if (in.size() < sizeof(fuse_in_header))
+    return parse_request(in, in.size(), out);
+}
+
+ParseError parse_request(std::span<const std::byte> head, uint64_t total, Request &out)
+{
+    if (head.size() < sizeof(fuse_in_header))
         return ParseError::short_header;
-    std::memcpy(&out.hdr, in.data(), sizeof(fuse_in_header));
-    if (out.hdr.len != in.size())
+    std::memcpy(&out.hdr, head.data(), sizeof(fuse_in_header));
+    if (out.hdr.len != total || total < head.size())
         return ParseError::length_mismatch;
-    size_t body = in.size() - sizeof(fuse_in_header);
-    size_t ext = static_cast<size_t>(out.hdr.total_extlen) * 8;
+    const size_t body = size_t(total) - sizeof(fuse_in_header);
+    const size_t ext = static_cast<size_t>(out.hdr.total_extlen) * 8;
     if (ext > body)
         return ParseError::bad_extlen;
-    auto args = in.subspan(sizeof(fuse_in_header), body - ext);
-    out.args = Reader(args);
-    out.extensions = in.subspan(sizeof(fuse_in_header) + body - ext, ext);
+    const size_t in_head = head.size() - sizeof(fuse_in_header);
+    out.args = Reader(head.subspan(sizeof(fuse_in_header), std::min(in_head, body - ext)));
+    if (body <= in_head)
+        out.extensions = head.subspan(sizeof(fuse_in_header) + body - ext, ext);
+    else
+        out.extensions = {};
     return ParseError::ok;
 }
 

@@ -68,6 +68,11 @@ enum class ParseError { ok, short_header, length_mismatch, bad_extlen };
 
 // Validates the header against the number of bytes actually received.
 ParseError parse_request(std::span<const std::byte> in, Request &out);
+// The same for a request of `total` bytes of which only the first ones are
+// in `head` (a WRITE whose data the transport left where it came,
+// Engine::handle_detached()): `args` covers what `head` holds of the
+// arguments, `extensions` is empty unless all of them are in `head`.
+ParseError parse_request(std::span<const std::byte> head, uint64_t total, Request &out);
 const char *parse_error_str(ParseError e);
 
 // Walks a request's extensions (fuse_ext_header{size, type} records, each
