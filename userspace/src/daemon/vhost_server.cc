@@ -107,7 +107,8 @@ size_t scatter(const std::vector<iovec> &iov,
 
 // One queue worker: pops requests, runs them through the engine, writes
 // the reply into the chain's writable buffers (a READ's data is read from
-// the backing file into them directly).
+// the backing file into them directly, a WRITE's written from its readable
+// ones).
 void queue_worker(vhost::Virtqueue &vq, fuse::Engine &engine, std::atomic<unsigned> &running)
 {
     const size_t in_size = engine.request_buffer_size();
@@ -133,12 +134,30 @@ void queue_worker(vhost::Virtqueue &vq, fuse::Engine &engine, std::atomic<unsign
             LOG_WARN("vq %u: request of %llu bytes refused", vq.index(),
                      (unsigned long long)c.in_bytes);
         } else {
-            size_t n = gather(c.in, in, size_t(c.in_bytes));
+            // A WRITE's data stays in the guest's buffers: only its headers
+            // come here, and the backing file is written from guest memory.
+            // The rest of the buffer stands in for the data (WriteSource):
+            // an O_DIRECT file that refuses the guest buffers' alignment
+            // takes it copied there, on a page (kWriteDataSkew).
+            constexpr size_t head = fuse::Engine::kWriteHeadLen;
+            size_t n = gather(c.in, in, size_t(std::min<uint64_t>(c.in_bytes, head)));
+            fuse_in_header ih{};
+            std::memcpy(&ih, in, std::min(n, sizeof(ih)));
+            const bool detached = n == head && ih.opcode == FUSE_WRITE;
+            std::optional<fuse::WriteSource> src;
             // Never more reply than the guest has room for.
             reply->reset(0);
-            // Data ops come back described: a READ goes from the backing
-            // file straight into the guest's buffers, behind the header.
-            engine.handle(std::span<const std::byte>(in, n), *reply, c.resubmitted, io, false);
+            if (detached) {
+                const std::span<std::byte> stand_in(in + head, size_t(c.in_bytes) - head);
+                src.emplace(stand_in, c.in, head);
+                engine.handle_detached(std::span<const std::byte>(in, n), c.in_bytes, stand_in,
+                                       *reply, c.resubmitted, io, false);
+            } else {
+                n = gather(c.in, in, size_t(c.in_bytes));
+                // Data ops come back described: a READ goes from the backing
+                // file straight into the guest's buffers, behind the header.
+                engine.handle(std::span<const std::byte>(in, n), *reply, c.resubmitted, io, false);
+            }
             bool in_guest = false;
             if (io.pending()) {
                 constexpr uint64_t hl = sizeof(fuse_out_header);
@@ -147,6 +166,9 @@ void queue_worker(vhost::Virtqueue &vq, fuse::Engine &engine, std::atomic<unsign
                 if (io.op == fuse::BackendIo::Op::read && c.out_bytes >= hl &&
                     io.len <= c.out_bytes - hl)
                     in_guest = io.read_blocking_into(c.out, hl);
+                // A WRITE from the stand-in takes its data from `src`; only
+                // reading guest memory, it leaves nothing for the dirty log
+                // but the reply.
                 if (!in_guest)
                     io.run_blocking();
                 engine.complete(io, *reply);
