@@ -212,6 +212,96 @@ TEST_F(integ, direct_reads_odd_offsets_and_buffers)
 	free((void *)p);
 }
 
+/*
+ * WRITEs as the guest sends them: with O_DIRECT the server gets the
+ * caller's own pages, at the caller's offsets and lengths; through the page
+ * cache, whole and partial pages.  A server writing straight from guest
+ * memory must write exactly those bytes, wherever the buffer starts, and
+ * leave the buffer as it was.  The file is checked against a copy kept
+ * here, cold through the mount and through the host view.
+ */
+static void odd_writes(struct __test_metadata *_metadata, FIXTURE_DATA(integ) *self, int oflags)
+{
+	const size_t size = 3 * MiB + 333, area = 6 * MiB, guard = 8192, max = 8 * MiB;
+	const struct {
+		off_t off;
+		size_t len, skew;
+	} w[] = {
+		{ 0, 1, 1 },
+		{ 1, 4095, 4095 },
+		{ 4095, 4097, 7 },
+		{ 8192, 8192, 0 },		/* aligned: as O_DIRECT host files take it */
+		{ 12345, 65543, 100 },
+		{ MiB - 1, MiB + 2, 4000 },
+		{ MiB, 3 * MiB, 512 },		/* more than one WRITE, past EOF */
+		{ size - 7, 4096, 3 },
+		{ 5 * MiB + 17, 10, 9 },	/* past EOF, leaving a hole */
+	};
+	const char *p = strdup(M("odd")), *s = strdup(S("odd"));
+	unsigned char *buf, *shadow, *got;
+	size_t end = size, k;
+	unsigned i;
+	int fd;
+
+	ASSERT_EQ(0, write_pattern(p, O_TRUNC, 0, size, 9, MiB));
+	ASSERT_EQ(0, posix_memalign((void **)&buf, 4096, area));
+	ASSERT_NE(NULL, shadow = calloc(1, max));
+	ASSERT_NE(NULL, got = malloc(max));
+	hf_fill(shadow, size, 9, 0);
+	fd = open(p, O_WRONLY | O_CLOEXEC | oflags);
+	ASSERT_LE(0, fd) TH_LOG("open: %m");
+	for (i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+		unsigned char *at = buf + guard + w[i].skew;
+
+		memset(buf, 0x5a, area);
+		hf_fill(at, w[i].len, 20 + i, w[i].off);
+		ASSERT_EQ((ssize_t)w[i].len, pwrite(fd, at, w[i].len, w[i].off))
+			TH_LOG("%zu bytes at %lld from +%zu: %m", w[i].len, (long long)w[i].off,
+			       w[i].skew);
+		/* The server only reads the caller's memory. */
+		EXPECT_EQ(-1, hf_check(at, w[i].len, 20 + i, w[i].off));
+		for (k = 0; k < guard + w[i].skew; k++)
+			ASSERT_EQ(0x5a, buf[k]) TH_LOG("byte %zu before the buffer changed", k);
+		for (k = guard + w[i].skew + w[i].len; k < area; k++)
+			ASSERT_EQ(0x5a, buf[k]) TH_LOG("byte %zu after the buffer changed", k);
+		memcpy(shadow + w[i].off, at, w[i].len);
+		if ((size_t)w[i].off + w[i].len > end)
+			end = w[i].off + w[i].len;
+	}
+	ASSERT_EQ(0, fsync(fd));
+	ASSERT_EQ(0, close(fd));
+	ASSERT_EQ(0, drop_caches());
+	for (i = 0; i < 2; i++) {
+		const char *path = i ? s : p;
+		struct stat st;
+
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		ASSERT_LE(0, fd) TH_LOG("open %s: %m", path);
+		ASSERT_EQ(0, fstat(fd, &st));
+		EXPECT_EQ((off_t)end, st.st_size) TH_LOG("%s", path);
+		memset(got, 0xa5, max);
+		ASSERT_EQ((ssize_t)end, pread(fd, got, max, 0)) TH_LOG("%s: %m", path);
+		close(fd);
+		for (k = 0; k < end; k++)
+			ASSERT_EQ(shadow[k], got[k]) TH_LOG("%s: byte %zu of %zu", path, k, end);
+	}
+	free(got);
+	free(shadow);
+	free(buf);
+	free((void *)p);
+	free((void *)s);
+}
+
+TEST_F(integ, direct_writes_odd_offsets_and_buffers)
+{
+	odd_writes(_metadata, self, O_DIRECT);
+}
+
+TEST_F(integ, buffered_writes_odd_offsets_and_buffers)
+{
+	odd_writes(_metadata, self, 0);
+}
+
 TEST_F(integ, truncate_grow_shrink)
 {
 	const char *p = strdup(M("f"));
