@@ -350,6 +350,31 @@ TEST_F(InodeTableTest, SlotReuseBumpsGeneration) {
     EXPECT_NE(c->nodeid, id);
 }
 
+TEST_F(InodeTableTest, RefOpenCountsOnlyAnInodeHeldOpen)
+{
+    // Unknown: nothing counted, the caller takes the ref() path.
+    EXPECT_FALSE(table.ref_open(fake_stat(7, 100)));
+    EXPECT_EQ(table.live(), 1u);
+
+    auto a = table.ref(some_fd(), fake_stat(7, 100), nullptr);
+    ASSERT_TRUE(a);
+    auto b = table.ref_open(fake_stat(7, 100));
+    EXPECT_EQ(b, a);
+    EXPECT_EQ(rec(a->nodeid).nlookup.load(), 2u);
+
+    // Same identity, other file type: not the object we hold.
+    EXPECT_FALSE(table.ref_open(fake_stat(7, 100, S_IFDIR)));
+    EXPECT_EQ(rec(a->nodeid).nlookup.load(), 2u);
+
+    // Once freed, the identity is unknown again.
+    uint64_t id = a->nodeid;
+    a.reset();
+    b.reset();
+    table.forget(id, 2);
+    EXPECT_FALSE(table.ref_open(fake_stat(7, 100)));
+    EXPECT_EQ(rec(id).state.load(), uint32_t(kFree));
+}
+
 TEST_F(InodeTableTest, FileHandleIsStoredInRecord) {
     FileHandleBlob fh;
     fh.type = 0x81;
@@ -769,6 +794,25 @@ TEST(InodeRecover, RefAndForgetContinueTheOldCounts) {
     t.forget(a->nodeid, 2);
     EXPECT_EQ(r.inodes()[a->nodeid].state.load(), uint32_t(kFree));
     EXPECT_EQ(t.live(), 2u); // root, fresh
+}
+
+// A slot not reopened since the restart is only known by its record: the
+// file handle must tell whether a lookup found that object, so ref_open()
+// leaves it to ref().
+TEST(InodeRecover, RefOpenLeavesUnresolvedSlotsToRef)
+{
+    Served old;
+    auto a = old.inodes.ref(some_fd(), fake_stat(7, 100), nullptr);
+    Region r = Region::attach(dup_fd(old.region.memfd()));
+    InodeTable t(r);
+    t.recover(some_fd(), [](uint64_t, const InodeRecord &) { return some_fd(); });
+    EXPECT_FALSE(t.ref_open(fake_stat(7, 100)));
+    EXPECT_EQ(t.nlookup(a->nodeid), 1u);
+    ASSERT_TRUE(t.get(a->nodeid)); // resolved: held open from now on
+    auto again = t.ref_open(fake_stat(7, 100));
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->nodeid, a->nodeid);
+    EXPECT_EQ(t.nlookup(a->nodeid), 2u);
 }
 
 TEST(InodeRecover, UnresolvableInodeIsStale) {

@@ -211,11 +211,20 @@ int Passthrough::entry_from_fd(Fd owned, fuse_entry_out &out)
     struct stat st;
     if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
         return -errno;
-    state::FileHandleBlob fh;
-    const bool by_handle = handle_of(fd, uint64_t(st.st_dev), fh);
-    auto ino = inodes_.ref(std::move(owned), st, fh.bytes ? &fh : nullptr);
-    if (!ino)
-        return -ENFILE;
+    // Most LOOKUPs revalidate a name whose inode we already hold (entry
+    // timeouts of a second): its handle is in the record, and the fd we
+    // hold settles its identity, so name_to_handle_at() can be skipped.
+    std::shared_ptr<Inode> ino = inodes_.ref_open(st);
+    bool by_handle;
+    if (ino) {
+        by_handle = inodes_.record(ino->nodeid).handle_bytes != 0;
+    } else {
+        state::FileHandleBlob fh;
+        by_handle = handle_of(fd, uint64_t(st.st_dev), fh);
+        ino = inodes_.ref(std::move(owned), st, fh.bytes ? &fh : nullptr);
+        if (!ino)
+            return -ENFILE;
+    }
     // Before the reply: once the kernel has the node id, a crash must not
     // lose the only way back to it.
     if (!by_handle)

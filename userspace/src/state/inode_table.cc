@@ -285,6 +285,19 @@ std::shared_ptr<Inode> InodeTable::ref(Fd fd, const struct stat &st, const FileH
     return obj;
 }
 
+std::shared_ptr<Inode> InodeTable::ref_open(const struct stat &st)
+{
+    std::lock_guard g(index_mu_);
+    uint64_t slot = index_.find(st.st_dev, st.st_ino);
+    if (slot == InodeIndex::kNone || (rec_[slot].mode & S_IFMT) != (st.st_mode & S_IFMT))
+        return nullptr;
+    std::lock_guard s(stripes_[slot % kStripes]);
+    if (!objs_[slot])
+        return nullptr; // after a restart or an eviction: only a handle tells
+    rec_[slot].nlookup.fetch_add(1, std::memory_order_release);
+    return objs_[slot];
+}
+
 std::shared_ptr<Inode> InodeTable::find(uint64_t dev, uint64_t ino) const
 {
     uint64_t slot;

@@ -91,6 +91,10 @@ class InodeTable {
     // creating its slot if it has none.  Takes the fd if a slot is created.
     // Returns null when the table is full.
     std::shared_ptr<Inode> ref(Fd fd, const struct stat &st, const FileHandleBlob *fh);
+    // ref() without a file handle, for an inode this process holds open:
+    // our fd pins the object, so no other one can have its (dev, ino) and
+    // the handle would prove nothing.  Null (nothing counted) otherwise.
+    std::shared_ptr<Inode> ref_open(const struct stat &st);
 
     // The live inode with this identity, if the table has one.
     std::shared_ptr<Inode> find(uint64_t dev, uint64_t ino) const;

@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: GPL-2.0
+// LOOKUP in the filesystem itself, without a transport: which node id a
+// name gets, how references are counted, and what the inode record keeps
+// for a successor (its file handle), whether the inode was new or known.
+#include "fs/passthrough.h"
+#include "scratch_fs.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fcntl.h>
+#include <filesystem>
+#include <string>
+#include <sys/stat.h>
+#include <unistd.h>
+
+using namespace holdfast;
+
+namespace {
+
+class LookupFs : public ::testing::Test {
+  protected:
+    void SetUp() override
+    {
+        char t[] = "/var/tmp/holdfast-lookupfs.XXXXXX";
+        ASSERT_NE(nullptr, mkdtemp(t));
+        top = t;
+        touch("a");
+        fs = std::make_unique<test::ScratchFs>(top);
+    }
+    void TearDown() override
+    {
+        fs.reset();
+        std::filesystem::remove_all(top);
+    }
+    void touch(const char *name)
+    {
+        int fd = ::open((top + "/" + name).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        ASSERT_LE(0, fd);
+        ::close(fd);
+    }
+    uint64_t host_ino(const char *name)
+    {
+        struct stat st;
+        EXPECT_EQ(0, lstat((top + "/" + name).c_str(), &st));
+        return st.st_ino;
+    }
+    const state::InodeRecord &rec(uint64_t id) { return fs->inodes->record(id); }
+
+    std::string top;
+    std::unique_ptr<test::ScratchFs> fs;
+};
+
+TEST_F(LookupFs, KnownInodeCountsAnotherReferenceAndKeepsItsHandle)
+{
+    fuse_entry_out e1, e2;
+    ASSERT_EQ(0, fs->lookup(state::kRootNodeId, "a", e1));
+    const uint32_t bytes = rec(e1.nodeid).handle_bytes;
+    if (!bytes)
+        GTEST_SKIP() << top << ": no file handles on this filesystem";
+    ASSERT_EQ(0, fs->lookup(state::kRootNodeId, "a", e2));
+    EXPECT_EQ(e1.nodeid, e2.nodeid);
+    EXPECT_EQ(e1.generation, e2.generation);
+    EXPECT_EQ(host_ino("a"), e2.attr.ino);
+    EXPECT_EQ(2u, fs->inodes->nlookup(e1.nodeid));
+    EXPECT_EQ(bytes, rec(e1.nodeid).handle_bytes);
+    EXPECT_EQ(2u, fs->inodes->open_fds()) << "one O_PATH fd per inode (the root's and a's)";
+}
+
+// The node id we hold keeps its host inode alive, so another file at the
+// same name can never share its inode number: a lookup finds a new node.
+TEST_F(LookupFs, ObjectReplacingANameGetsItsOwnNode)
+{
+    fuse_entry_out e1, e2;
+    ASSERT_EQ(0, fs->lookup(state::kRootNodeId, "a", e1));
+    const uint64_t old_ino = host_ino("a");
+    ASSERT_EQ(0, unlink((top + "/a").c_str()));
+    touch("a");
+    ASSERT_NE(old_ino, host_ino("a"));
+    ASSERT_EQ(0, fs->lookup(state::kRootNodeId, "a", e2));
+    EXPECT_NE(e1.nodeid, e2.nodeid);
+    EXPECT_EQ(host_ino("a"), e2.attr.ino);
+    EXPECT_EQ(1u, fs->inodes->nlookup(e1.nodeid));
+    EXPECT_EQ(1u, fs->inodes->nlookup(e2.nodeid));
+}
+
+TEST_F(LookupFs, ForgottenInodeIsLookedUpAfreshWithItsHandle)
+{
+    fuse_entry_out e1, e2;
+    ASSERT_EQ(0, fs->lookup(state::kRootNodeId, "a", e1));
+    const uint32_t bytes = rec(e1.nodeid).handle_bytes;
+    fs->pfs->forget(e1.nodeid, 1);
+    EXPECT_EQ(uint32_t(state::kFree), rec(e1.nodeid).state.load());
+    ASSERT_EQ(0, fs->lookup(state::kRootNodeId, "a", e2));
+    EXPECT_EQ(1u, fs->inodes->nlookup(e2.nodeid));
+    EXPECT_EQ(bytes, rec(e2.nodeid).handle_bytes);
+}
+
+TEST_F(LookupFs, MissingNameIsENOENT)
+{
+    fuse_entry_out e;
+    EXPECT_EQ(-ENOENT, fs->lookup(state::kRootNodeId, "nothing", e));
+    EXPECT_EQ(1u, fs->inodes->live());
+}
+
+} // namespace
