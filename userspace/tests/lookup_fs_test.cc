@@ -103,4 +103,47 @@ TEST_F(LookupFs, MissingNameIsENOENT)
     EXPECT_EQ(1u, fs->inodes->live());
 }
 
+// After a run of LOOKUPs that found known inodes, the filesystem tries a
+// stat by name first (do_lookup()); what it answers must not change.
+TEST_F(LookupFs, AfterManyKnownLookupsAnswersStayTheSame)
+{
+    fuse_entry_out a, e;
+    ASSERT_EQ(0, fs->lookup(state::kRootNodeId, "a", a));
+    for (int i = 0; i < 40; i++) {
+        ASSERT_EQ(0, fs->lookup(state::kRootNodeId, "a", e));
+        ASSERT_EQ(a.nodeid, e.nodeid);
+    }
+    EXPECT_EQ(41u, fs->inodes->nlookup(a.nodeid));
+    EXPECT_EQ(host_ino("a"), e.attr.ino);
+    EXPECT_EQ(uint32_t(S_IFREG | 0644), e.attr.mode);
+
+    EXPECT_EQ(-ENOENT, fs->lookup(state::kRootNodeId, "nothing", e));
+
+    // A symlink is the link itself, never its target.
+    ASSERT_EQ(0, symlink("a", (top + "/l").c_str()));
+    fuse_entry_out l1, l2;
+    ASSERT_EQ(0, fs->lookup(state::kRootNodeId, "l", l1));
+    ASSERT_EQ(0, fs->lookup(state::kRootNodeId, "l", l2));
+    EXPECT_EQ(l1.nodeid, l2.nodeid);
+    EXPECT_NE(a.nodeid, l2.nodeid);
+    EXPECT_TRUE(S_ISLNK(l2.attr.mode));
+    EXPECT_EQ(host_ino("l"), l2.attr.ino);
+
+    // Another file at the name: a node of its own, its own attributes.
+    const uint64_t old_ino = host_ino("a");
+    ASSERT_EQ(0, unlink((top + "/a").c_str()));
+    ASSERT_EQ(0, mkdir((top + "/a").c_str(), 0755));
+    ASSERT_NE(old_ino, host_ino("a"));
+    ASSERT_EQ(0, fs->lookup(state::kRootNodeId, "a", e));
+    EXPECT_NE(a.nodeid, e.nodeid);
+    EXPECT_TRUE(S_ISDIR(e.attr.mode));
+    EXPECT_EQ(host_ino("a"), e.attr.ino);
+    EXPECT_EQ(1u, fs->inodes->nlookup(e.nodeid));
+    EXPECT_EQ(41u, fs->inodes->nlookup(a.nodeid));
+
+    // The root's parent is the root, by stat as by open.
+    ASSERT_EQ(0, fs->lookup(state::kRootNodeId, "..", e));
+    EXPECT_EQ(state::kRootNodeId, e.nodeid);
+}
+
 } // namespace

@@ -45,12 +45,12 @@ int Passthrough::entry_op(const fuse::Ctx &ctx, const state::Inode &parent, std:
         int err = make();
         if (err && err != -EEXIST)
             return err;
-        return do_lookup(parent, name, out);
+        return do_lookup(parent, name, out, true);
     }
     journal_begin(ctx);
     int err = make();
     if (!err)
-        err = do_lookup(parent, name, out);
+        err = do_lookup(parent, name, out, true);
     journal_done(err, err ? 0 : out.nodeid);
     return err;
 }

@@ -5,6 +5,7 @@
 #include "fs/inode_keep.h"
 #include "util/log.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -205,7 +206,7 @@ bool Passthrough::handle_of(int fd, uint64_t dev, state::FileHandleBlob &fh)
     return false;
 }
 
-int Passthrough::entry_from_fd(Fd owned, fuse_entry_out &out)
+int Passthrough::entry_from_fd(Fd owned, fuse_entry_out &out, bool *known)
 {
     int fd = owned.get();
     struct stat st;
@@ -215,6 +216,8 @@ int Passthrough::entry_from_fd(Fd owned, fuse_entry_out &out)
     // timeouts of a second): its handle is in the record, and the fd we
     // hold settles its identity, so name_to_handle_at() can be skipped.
     std::shared_ptr<Inode> ino = inodes_.ref_open(st);
+    if (known)
+        *known = ino != nullptr;
     bool by_handle;
     if (ino) {
         by_handle = inodes_.record(ino->nodeid).handle_bytes != 0;
@@ -233,7 +236,17 @@ int Passthrough::entry_from_fd(Fd owned, fuse_entry_out &out)
     return 0;
 }
 
-int Passthrough::do_lookup(const Inode &parent, std::string_view name, fuse_entry_out &out)
+void Passthrough::note_lookup(bool known)
+{
+    int s = known_score_.load(std::memory_order_relaxed);
+    int next = known ? std::min(s + 1, kKnownMax) : std::max(s - 2, 0);
+    // Racy on purpose: a lost update only nudges a heuristic.
+    if (next != s)
+        known_score_.store(next, std::memory_order_relaxed);
+}
+
+int Passthrough::do_lookup(const Inode &parent, std::string_view name, fuse_entry_out &out,
+                           bool made)
 {
     if (!parent.is_dir())
         return -ENOTDIR;
@@ -243,10 +256,31 @@ int Passthrough::do_lookup(const Inode &parent, std::string_view name, fuse_entr
         if (parent.nodeid == state::kRootNodeId)
             n = ".";
     }
+    // A stat by name costs less than an open and a close, and where the
+    // name leads to an inode we hold open that is all a LOOKUP needs (see
+    // entry_from_fd()).  Where it leads to a new inode the stat is wasted,
+    // so only while most LOOKUPs find known inodes (expired entries being
+    // revalidated, rather than a tree met for the first time).
+    if (!made && known_score_.load(std::memory_order_relaxed) >= kProbeAt) {
+        struct stat st;
+        if (fstatat(parent.fd.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0)
+            return -errno;
+        if (auto ino = inodes_.ref_open(st)) {
+            note_lookup(true);
+            if (!inodes_.record(ino->nodeid).handle_bytes)
+                keep_inode(*ino);
+            fill_entry(*ino, st, out);
+            return 0;
+        }
+    }
     Fd fd(openat(parent.fd.get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
     if (!fd)
         return -errno;
-    return entry_from_fd(std::move(fd), out);
+    bool known;
+    int err = entry_from_fd(std::move(fd), out, &known);
+    if (!err && !made)
+        note_lookup(known);
+    return err;
 }
 
 int Passthrough::reopen_fd(int fd, int flags) const

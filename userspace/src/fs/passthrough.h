@@ -245,9 +245,13 @@ class Passthrough final : public fuse::Filesystem {
     int list_dir(const fuse::Ctx &ctx, const fuse_read_in &in, bool plus, bool journaled,
                  fuse::Reply &out);
     // Looks `name` up in `parent` and counts one kernel reference.
-    int do_lookup(const state::Inode &parent, std::string_view name, fuse_entry_out &out);
-    // Counts one reference on the inode behind an fd we just created/opened.
-    int entry_from_fd(Fd fd, fuse_entry_out &out);
+    // `made`: the caller just made the name (for a new inode, but for
+    // LINK), which tells nothing about what LOOKUPs find.
+    int do_lookup(const state::Inode &parent, std::string_view name, fuse_entry_out &out,
+                  bool made = false);
+    // Counts one reference on the inode behind an fd we just created/opened;
+    // `known`, if given, says whether we held that inode open already.
+    int entry_from_fd(Fd fd, fuse_entry_out &out, bool *known = nullptr);
     // Why `fh` names no usable handle: ESTALE for one we know (a live
     // record) that could not be reopened, as after a migration that lost
     // its file; EBADF for anything else (a wrong type, a stranger).  For
@@ -376,6 +380,15 @@ class Passthrough final : public fuse::Filesystem {
     BackingIds backing_ids_;
     std::atomic<bool> backing_refused_{false}; // logged once
     std::atomic<uint64_t> pt_opens_{0};
+    // Whether recent LOOKUPs found inodes we hold open (+1) or new ones
+    // (-2), within [0, kKnownMax]: at kProbeAt and above, do_lookup() tries
+    // a stat by name before opening, and a hit needs no fd of its own.
+    // Written only when it changes, so a steady workload does not bounce
+    // its cache line between workers.
+    static constexpr int kKnownMax = 16;
+    static constexpr int kProbeAt = 8;
+    alignas(64) std::atomic<int> known_score_{0};
+    void note_lookup(bool known);
     // Per host filesystem (st_dev): false once its file handles are known
     // not to bring inodes back (FUSE, or none at all: EOPNOTSUPP).
     std::mutex fs_handles_mu_;
