@@ -48,6 +48,8 @@
 # HF_VM_SERIAL=1 prints the whole serial console, HF_VM_HOLDFASTD_ARGS are
 # added to every holdfastd's options, HF_VM_LOG_LEVEL is their --log-level.
 # HF_VM_BENCHSTOP=create ends the bench after the virtio-fs creates.
+# TMPDIR (default /tmp) holds the work directory and so the shared
+# directories: a tmpfs (/dev/shm) takes the host's disk out of a bench.
 # Bench mode prints each backend's host CPU per guest phase (sampled from
 # /proc every 0.05 s) as "# cpu PHASE wall=S backend=S qemu=S" lines.
 set -uo pipefail
@@ -125,7 +127,7 @@ command -v "$QEMU" >/dev/null || fail_out "$QEMU not found (scripts/install-deps
 kdir=$("$root/scripts/vm/fetch-kernel.sh" "$series") || fail_out "no $series kernel"
 vmlinuz=$(ls "$kdir"/boot/vmlinuz-* | head -n1)
 
-W=$(mktemp -d /tmp/hf-vm.XXXXXX)
+W=$(mktemp -d "${TMPDIR:-/tmp}/hf-vm.XXXXXX")
 chmod 755 "$W"
 pids=()
 qpid=
