@@ -1198,3 +1198,24 @@ int hf_log_count(const struct hf *h, const char *needle)
 	fclose(f);
 	return count;
 }
+
+long hf_read_num(const char *fmt, ...)
+{
+	char path[PATH_MAX], buf[32];
+	va_list ap;
+	ssize_t n;
+	int fd;
+
+	va_start(ap, fmt);
+	vsnprintf(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	return strtol(buf, NULL, 10);
+}

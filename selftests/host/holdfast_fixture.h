@@ -238,6 +238,9 @@ pid_t hf_kill_server(const struct hf *h, int timeout_ms);
 /* Lines of the server log containing @needle. */
 int hf_log_count(const struct hf *h, const char *needle);
 
+/* The number a sysfs-like file holds (printf'd path), or -1. */
+long hf_read_num(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /*
  * Glue for test files; they include kselftest_harness.h first.
  */

@@ -65,24 +65,12 @@ FIXTURE_TEARDOWN(readahead)
 
 static long mount_read_ahead_kb(const char *mnt)
 {
-	char path[96], buf[32];
 	struct stat st;
-	ssize_t n;
-	int fd;
 
 	if (stat(mnt, &st) < 0)
 		return -1;
-	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb",
-		 major(st.st_dev), minor(st.st_dev));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	return strtol(buf, NULL, 10);
+	return hf_read_num("/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
+			   minor(st.st_dev));
 }
 
 static long reads_served(const struct hf *h)

@@ -277,6 +277,30 @@ TEST(Options, BadCacheMode) {
     expect_bad_value("--cache", "AUTO");
 }
 
+TEST(Options, MaxThreads) {
+    Options o;
+    EXPECT_EQ(o.max_threads, 0u); // the server's default
+    EXPECT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m", "--max-threads", "64"}, o), "");
+    EXPECT_EQ(o.max_threads, 64u);
+    EXPECT_EQ(run({"--shared-dir", "/a", "--mountpoint", "/m", "--thread-pool-size", "4",
+                   "--max-threads", "4"},
+                  o),
+              "");
+    for (const char *v : {"0", "1025", "x", ""})
+        expect_bad_value("--max-threads", v);
+    Options b;
+    EXPECT_PRED2(contains,
+                 run({"--shared-dir", "/a", "--mountpoint", "/m", "--thread-pool-size", "8",
+                      "--max-threads", "4"},
+                     b),
+                 "--max-threads 4 is below --thread-pool-size 8");
+    Options v;
+    EXPECT_PRED2(contains,
+                 run({"--shared-dir", "/a", "--socket-path", "/s", "--max-threads", "4"}, v),
+                 "--max-threads is for a mount");
+    EXPECT_PRED2(contains, holdfast::daemon::usage(), "--max-threads");
+}
+
 TEST(Options, BadThreadPoolSize) {
     for (const char *v : {"0", "1025", "abc", "-1", "", "8x", "99999999999999999999999"})
         expect_bad_value("--thread-pool-size", v);

@@ -14,6 +14,7 @@ enum {
     kShared = 1000,
     kMount,
     kThreads,
+    kMaxThreads,
     kCache,
     kWriteback,
     kNoWriteback,
@@ -204,6 +205,8 @@ const char *usage()
            "                            min-size=SIZE (files of at least SIZE bytes)\n"
            "  --print-capabilities      print the vhost-user back-end capabilities (JSON)\n"
            "  --thread-pool-size N      worker threads, 1..1024 (default: CPUs, at least 2)\n"
+           "  --max-threads N           mount: more workers while all are busy, up to N,\n"
+           "                            1..1024 (default: 10, or --thread-pool-size if more)\n"
            "  --cache MODE              auto|always|never|metadata (default: auto)\n"
            "  --writeback               enable the kernel writeback cache\n"
            "  --no-writeback            disable it (default)\n"
@@ -249,6 +252,7 @@ std::string parse(int argc, char **argv, Options &out)
         {"mountpoint", required_argument, nullptr, kMount},
         {"thread-pool-size", required_argument, nullptr, kThreads},
         {"threads", required_argument, nullptr, kThreads},
+        {"max-threads", required_argument, nullptr, kMaxThreads},
         {"cache", required_argument, nullptr, kCache},
         {"writeback", no_argument, nullptr, kWriteback},
         {"no-writeback", no_argument, nullptr, kNoWriteback},
@@ -308,6 +312,12 @@ std::string parse(int argc, char **argv, Options &out)
                 return std::string("--thread-pool-size: '") + optarg +
                        "' is not a number between 1 and 1024";
             out.threads = unsigned(v);
+            break;
+        case kMaxThreads:
+            if (!parse_u64(optarg, 1, 1024, v))
+                return std::string("--max-threads: '") + optarg +
+                       "' is not a number between 1 and 1024";
+            out.max_threads = unsigned(v);
             break;
         case kCache:
             if (!fs::parse_cache_mode(optarg, out.fs.cache))
@@ -535,6 +545,12 @@ std::string parse(int argc, char **argv, Options &out)
     if (!out.vhost() && (out.reconnect || !out.qmp_socket.empty() || !out.qmp_device.empty()))
         return "--reconnect, --qmp-socket and --qmp-device are for vhost-user mode "
                "(--socket-path/--fd)";
+    if (out.vhost() && out.max_threads)
+        return "--max-threads is for a mount (--mountpoint); vhost-user starts "
+               "--thread-pool-size workers per queue";
+    if (out.threads && out.max_threads && out.max_threads < out.threads)
+        return "--max-threads " + std::to_string(out.max_threads) +
+               " is below --thread-pool-size " + std::to_string(out.threads);
     if (out.vhost() && out.readahead_set)
         return "--readahead is for a mount (--mountpoint); a guest sets its own readahead";
     if (!out.vhost() && out.dax_window)

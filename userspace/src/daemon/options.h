@@ -14,6 +14,8 @@ struct Options {
     fs::Options fs;
     std::string mountpoint;
     unsigned threads = 0; // 0: one per CPU, at least 2
+    // Mount: workers started while every worker is busy, up to this many.
+    unsigned max_threads = 0; // 0: 10, or `threads` if more
     bool allow_other = true;
     bool allow_other_set = false;
     bool passthrough_set = false; // --passthrough given (fs.passthrough)

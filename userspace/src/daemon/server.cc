@@ -69,7 +69,7 @@ std::string g_upgrade_binary;
 
 std::string status_json(const Options &o, const fuse::Engine &engine, const fs::Passthrough &pfs,
                         const state::InodeTable &inodes, const state::HandleTable &handles,
-                        unsigned threads, const RecoveryInfo &ri,
+                        const devfuse::Session &session, const RecoveryInfo &ri,
                         std::chrono::steady_clock::time_point started, const uring::Transport *ring,
                         bool ring_persistent)
 {
@@ -97,6 +97,7 @@ std::string status_json(const Options &o, const fuse::Engine &engine, const fs::
     char buf[2048];
     snprintf(buf, sizeof(buf),
              "{\"pid\":%d,\"version\":\"%s\",\"transport\":\"%s\",\"threads\":%u,"
+             "\"workers\":%u,\"max_threads\":%u,"
              "\"mountpoint\":\"%s\",\"shared_dir\":\"%s\",\"cache\":\"%s\",\"uptime_s\":%.3f,"
              "\"inodes\":%zu,\"handles\":%zu,\"protocol\":\"7.%u\",\"init_flags\":\"%#llx\","
              "\"kernel_has_resend\":%s,\"recovery\":{\"enabled\":%s,\"restarts\":%u,"
@@ -105,8 +106,8 @@ std::string status_json(const Options &o, const fuse::Engine &engine, const fs::
              "\"stored_fds\":%zu,\"resent_requests\":%llu,\"replayed_from_journal\":%llu},"
              "\"requests_total\":%llu,\"errors_total\":%llu,"
              "\"malformed\":%llu,\"unknown_opcodes\":%llu,\"stalled\":%u,",
-             getpid(), HOLDFAST_VERSION, ring ? "uring" : "dev", threads,
-             control::json_escape(o.mountpoint).c_str(),
+             getpid(), HOLDFAST_VERSION, ring ? "uring" : "dev", session.threads(),
+             session.workers(), session.max_threads(), control::json_escape(o.mountpoint).c_str(),
              control::json_escape(o.fs.shared_dir).c_str(), fs::cache_mode_name(o.fs.cache), up,
              inodes.live(), handles.live(), n.minor, (unsigned long long)n.flags,
              n.kernel_has(fuse::kHasResend) ? "true" : "false", o.recovery ? "true" : "false",
@@ -445,10 +446,15 @@ int serve(const Options &o)
     if (!threads) {
         unsigned n = std::thread::hardware_concurrency();
         threads = n < 2 ? 2 : n;
+        if (o.max_threads && threads > o.max_threads)
+            threads = o.max_threads;
     }
     // Settled by a predecessor: no INIT will come (read before the readers run).
     const bool adopted = engine.negotiated().done;
-    devfuse::Session session(engine, mount->fd(), threads, std::move(clones));
+    // libfuse's loop grows to 10 threads: as many blocking backend calls in
+    // flight, on any number of CPUs.
+    const unsigned max_threads = o.max_threads ? o.max_threads : std::max(threads, 10u);
+    devfuse::Session session(engine, mount->fd(), threads, std::move(clones), max_threads);
     if (recovering) {
         // Everything the dead server had read goes back to the queue, marked
         // FUSE_UNIQUE_RESEND; the journal answers what already happened.
@@ -543,7 +549,7 @@ int serve(const Options &o)
         ctl = std::make_unique<control::Server>(
             control::socket_path(o.mountpoint), [&](const std::string &cmd) {
                 if (cmd == "status")
-                    return status_json(o, engine, pfs, inodes, handles, threads, ri, started,
+                    return status_json(o, engine, pfs, inodes, handles, session, ri, started,
                                        ring.get(), ring_persistent);
                 return handle_command(o, cmd, ring != nullptr && !ring_persistent);
             });
@@ -551,9 +557,10 @@ int serve(const Options &o)
         LOG_WARN("no control socket: %s", e.what());
     }
     if (!recovering)
-        LOG_INFO("serving %s on %s (%u threads, cache=%s%s%s)", o.fs.shared_dir.c_str(),
-                 o.mountpoint.c_str(), threads, fs::cache_mode_name(o.fs.cache),
-                 o.fs.writeback ? ", writeback" : "", rec.store ? ", crash recovery on" : "");
+        LOG_INFO("serving %s on %s (%u threads, up to %u, cache=%s%s%s)", o.fs.shared_dir.c_str(),
+                 o.mountpoint.c_str(), threads, session.max_threads(),
+                 fs::cache_mode_name(o.fs.cache), o.fs.writeback ? ", writeback" : "",
+                 rec.store ? ", crash recovery on" : "");
     if (notifier.available())
         notifier.send("READY=1\nSTATUS=serving " + o.mountpoint + "\n");
     // The ready fd is for whoever started the very first server; a restarted

@@ -22,12 +22,16 @@
 
 namespace holdfast::devfuse {
 
-Session::Session(fuse::Engine &engine, int devfd, unsigned threads, std::vector<Fd> clones)
-    : engine_(engine), devfd_(devfd), nthreads_(threads ? threads : 1), clones_(std::move(clones))
+Session::Session(fuse::Engine &engine, int devfd, unsigned threads, std::vector<Fd> clones,
+                 unsigned max_threads)
+    : engine_(engine), devfd_(devfd), nthreads_(threads ? threads : 1), max_threads_(max_threads),
+      clones_(std::move(clones))
 {
     // Every inherited clone needs a reader: it may hold requests.
     if (nthreads_ < clones_.size() + 1)
         nthreads_ = unsigned(clones_.size()) + 1;
+    if (max_threads_ < nthreads_)
+        max_threads_ = nthreads_;
 }
 
 Session::~Session() { join(); }
@@ -43,6 +47,7 @@ int Session::notify_resend()
 unsigned Session::stop(int timeout_ms)
 {
     stopping_.store(true, std::memory_order_release);
+    unpark_all();
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     for (;;) {
         {
@@ -80,20 +85,87 @@ std::vector<int> Session::start()
                          strerror(errno), i);
             }
         }
-        running_.fetch_add(1, std::memory_order_acq_rel);
-        workers_.emplace_back([this, fd] { worker(fd); });
-        std::lock_guard g(mu_);
-        handles_.push_back(workers_.back().native_handle());
+        if (!spawn(fd, false))
+            throw std::system_error(EAGAIN, std::generic_category(), "start a /dev/fuse worker");
     }
     return made;
 }
 
+bool Session::spawn(int fd, bool spare)
+{
+    std::lock_guard g(mu_);
+    if (stopping_.load(std::memory_order_acquire) || gone_.load(std::memory_order_acquire) ||
+        total_.load(std::memory_order_relaxed) >= max_threads_)
+        return false;
+    running_.fetch_add(1, std::memory_order_acq_rel);
+    try {
+        workers_.emplace_back([this, fd, spare] { worker(fd, spare); });
+    } catch (const std::system_error &e) {
+        running_.fetch_sub(1, std::memory_order_acq_rel);
+        LOG_WARN("cannot start a worker (%s): %u serve", e.what(),
+                 total_.load(std::memory_order_relaxed));
+        return false;
+    }
+    total_.fetch_add(1, std::memory_order_relaxed);
+    handles_.push_back(workers_.back().native_handle());
+    return true;
+}
+
+void Session::may_block()
+{
+    // seq_cst against park(): a spare counts itself parked before it looks
+    // at reading_, we look at parked_ after reading_ went down, so one of
+    // us sees the other.
+    if (reading_.load() != 0)
+        return;
+    if (parked_.load() != 0) {
+        std::lock_guard g(park_mu_);
+        park_cv_.notify_one();
+        return;
+    }
+    // A spare reads the main fd, which the fd store keeps: what it holds at
+    // a crash is resent to our successor.
+    if (total_.load(std::memory_order_relaxed) < max_threads_ && spawn(devfd_, true))
+        LOG_DBG("a worker waits for a device: %u workers now",
+                total_.load(std::memory_order_relaxed));
+}
+
+bool Session::park()
+{
+    std::unique_lock l(park_mu_);
+    parked_.fetch_add(1);
+    park_cv_.wait(l, [this] {
+        return reading_.load() == 0 || stopping_.load(std::memory_order_acquire) ||
+               gone_.load(std::memory_order_acquire);
+    });
+    parked_.fetch_sub(1);
+    return !stopping_.load(std::memory_order_acquire) && !gone_.load(std::memory_order_acquire);
+}
+
+void Session::unpark_all()
+{
+    std::lock_guard g(park_mu_);
+    park_cv_.notify_all();
+}
+
 void Session::join()
 {
-    for (auto &t : workers_)
+    // Workers start workers: take them one by one until none is left, each
+    // joined before the next look (a joined worker starts no more).
+    for (;;) {
+        std::thread t;
+        {
+            std::lock_guard g(mu_);
+            if (workers_.empty()) {
+                handles_.clear();
+                break;
+            }
+            t = std::move(workers_.back());
+            workers_.pop_back();
+        }
         if (t.joinable())
             t.join();
-    workers_.clear();
+    }
     clones_.clear();
 }
 
@@ -117,6 +189,14 @@ Buffer alloc_buffer(size_t n)
     return Buffer(static_cast<std::byte *>(p));
 }
 } // namespace
+
+// Whether carrying out `io` may wait for a device (only memory filesystems
+// never do).
+bool Session::may_wait(const fuse::BackendIo &io)
+{
+    return !io.how ||
+           fuse::IoPath(io.how->load(std::memory_order_relaxed)) != fuse::IoPath::inline_;
+}
 
 bool Session::is_blocking_lock(const std::byte *req, size_t n)
 {
@@ -161,7 +241,7 @@ bool Session::offload(int fd, const std::byte *req, size_t n)
     return true;
 }
 
-void Session::worker(int fd)
+void Session::worker(int fd, bool spare)
 {
     const size_t in_size = engine_.request_buffer_size();
     const size_t out_size = engine_.reply_payload_size();
@@ -172,20 +252,33 @@ void Session::worker(int fd)
     SpliceReply splicer(out_size);
     fuse::BackendIo io;
 
+    // A worker leaves when told to stop or when the connection is gone:
+    // parked spares would never hear of the latter from read(2).
     struct Exit {
-        std::atomic<unsigned> &r;
-        ~Exit() { r.fetch_sub(1, std::memory_order_acq_rel); }
-    } exit_guard{running_};
+        Session &s;
+        ~Exit()
+        {
+            s.gone_.store(true, std::memory_order_release);
+            s.unpark_all();
+            s.running_.fetch_sub(1, std::memory_order_acq_rel);
+        }
+    } exit_guard{*this};
     for (;;) {
         if (stopping_.load(std::memory_order_acquire))
             return;
+        // A spare reads only while no other worker does.
+        if (spare && reading_.load() != 0 && !park())
+            return;
+        reading_.fetch_add(1);
         ssize_t n = ::read(fd, in, in_size);
+        const int err = errno;
+        reading_.fetch_sub(1);
         if (n < 0) {
             // ENOENT: the request was interrupted before we read it.
-            if (errno == EINTR || errno == EAGAIN || errno == ENOENT)
+            if (err == EINTR || err == EAGAIN || err == ENOENT)
                 continue;
-            if (errno != ENODEV)
-                LOG_ERR("read /dev/fuse: %s", strerror(errno));
+            if (err != ENODEV)
+                LOG_ERR("read /dev/fuse: %s", strerror(err));
             return; // ENODEV: unmounted, the connection is gone
         }
         if (is_blocking_lock(in, size_t(n)) && offload(fd, in, size_t(n)))
@@ -195,12 +288,15 @@ void Session::worker(int fd)
         engine_.handle(std::span<const std::byte>(in, size_t(n)), *reply, false, io, false);
         if (io.pending()) {
             auto sent = SpliceReply::Sent::fallback;
-            if (splicer.wants(io))
+            if (splicer.wants(io)) {
+                if (may_wait(io))
+                    may_block();
                 sent = splicer.send(fd, reply->unique(), io, [&](uint32_t got) {
                     io.done = got;
                     io.result = int(got);
                     engine_.complete(io, *reply);
                 });
+            }
             if (sent == SpliceReply::Sent::yes)
                 continue;
             if (sent == SpliceReply::Sent::gone)
@@ -208,7 +304,20 @@ void Session::worker(int fd)
             if (sent == SpliceReply::Sent::failed) {
                 reply->set_error(-EIO);
             } else {
-                io.run_blocking();
+                // What the page cache or memory has is served at once; the
+                // rest waits for a device, and someone else reads meanwhile.
+                // A file not yet classified may wait in the classifying
+                // (fstatfs() of a network or FUSE file goes to its server).
+                const auto path = io.how ? fuse::IoPath(io.how->load(std::memory_order_relaxed))
+                                         : fuse::IoPath::ring;
+                const bool sure = path == fuse::IoPath::inline_ || path == fuse::IoPath::nowait;
+                if (!sure)
+                    may_block();
+                if (!io.try_now()) {
+                    if (sure)
+                        may_block();
+                    io.run_blocking();
+                }
                 engine_.complete(io, *reply);
             }
         }
