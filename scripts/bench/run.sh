@@ -303,7 +303,7 @@ declare -A COLUMN_SETS=(
 )
 declare -A COL_NOTE=(
 	[native]="the source directory itself (no FUSE)"
-	[holdfastd]="holdfastd defaults, --cache auto pinned: 1 s entry/attr timeouts, no writeback, no keep_cache; --passthrough off pinned (the server does every read and write); --direct-io on (O_DIRECT opens stay O_DIRECT on the host, as in passthrough_hp); --readahead default (1 MiB); threads = CPUs (min 2); crash recovery on (runs under holdfast-fdstore); no default_permissions (server checks, switching credentials per request); --ready-fd"
+	[holdfastd]="holdfastd defaults, --cache auto pinned: 1 s entry/attr timeouts, no writeback, no keep_cache; --passthrough off pinned (the server does every read and write); --direct-io on (O_DIRECT opens stay O_DIRECT on the host, as in passthrough_hp); --readahead default (1 MiB); threads = CPUs (min 2), spare workers up to --max-threads default 10 while others wait for a device; crash recovery on (runs under holdfast-fdstore); no default_permissions (server checks, switching credentials per request); --ready-fd"
 	[holdfastd_norecovery]="holdfastd as above with --recovery off: no fd store, no journal (the baseline for the cost of recovery)"
 	[holdfastd_uring]="holdfastd as above with --transport uring (FUSE-over-io_uring; the fuse module's enable_uring is set to Y for the run and restored at exit)"
 	[holdfastd_passthrough]="holdfastd as above with --passthrough on: the kernel reads, writes and maps regular files itself (FUSE_PASSTHROUGH, backing files registered at open)"
