@@ -8,6 +8,9 @@
 //      filesystem that checks every argument it is handed lies inside the
 //      request and returns whatever error the request's uid asks for (so
 //      out-of-range errors reach the engine's clamp).
+//   5. made a WRITE, through Engine::handle_detached() as vhost-user hands
+//      it over (headers, length, the rest as a stand-in): answered as the
+//      whole request is, with data only from the stand-in.
 // Shared by the libFuzzer target and the GoogleTest regression test.
 #pragma once
 
@@ -51,6 +54,8 @@ class RequestHarness {
             err = check_engine(in, false);
         if (err.empty() && size >= sizeof(fuse_in_header))
             err = check_engine(in, true);
+        if (err.empty())
+            err = check_detached(in);
         return err;
     }
 
@@ -485,6 +490,48 @@ class RequestHarness {
             return "reply unique is not the request's";
         if (rep.payload().size() > kArea)
             return "reply payload larger than the transport buffer";
+        return "";
+    }
+
+    std::string check_detached(std::span<const std::byte> in)
+    {
+        constexpr size_t head = fuse::Engine::kWriteHeadLen;
+        if (in.size() < head)
+            return "";
+        std::unique_ptr<std::byte[]> copy(new std::byte[in.size()]);
+        memcpy(copy.get(), in.data(), in.size());
+        fuse_in_header h;
+        memcpy(&h, copy.get(), sizeof(h));
+        h.opcode = FUSE_WRITE;
+        if (h.padding & 2)
+            h.len = uint32_t(in.size());
+        memcpy(copy.get(), &h, sizeof(h));
+        const std::span<const std::byte> w(copy.get(), in.size());
+        const int which = h.padding & 1;
+        CheckingFs &fs = *fs_[which];
+        fs.lo = w.data();
+        fs.hi = w.data() + w.size();
+        fs.err.clear();
+        fuse::Reply whole(std::span<std::byte>(area_.get(), kArea));
+        engine_[which]->handle(w, whole);
+        if (!fs.err.empty())
+            return fs.err;
+        const auto wh = whole.header();
+        const bool sent = whole.should_send();
+        // The data may come from the stand-in only.
+        fs.lo = w.data() + head;
+        fuse::Reply part(std::span<std::byte>(area_.get(), kArea));
+        fuse::BackendIo io;
+        engine_[which]->handle_detached(w.first(head), w.size(), w.subspan(head), part, false, io,
+                                        false);
+        if (!fs.err.empty())
+            return "detached " + fs.err;
+        if (io.pending())
+            return "detached WRITE left pending by a filesystem that writes at once";
+        const auto ph = part.header();
+        if (part.should_send() != sent || ph.error != wh.error || ph.len != wh.len ||
+            ph.unique != wh.unique)
+            return "detached WRITE answered otherwise than the whole request";
         return "";
     }
 
