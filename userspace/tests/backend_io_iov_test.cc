@@ -36,6 +36,19 @@ std::byte *at(std::vector<std::byte> &b, size_t off)
     return b.data() + off;
 }
 
+// A header buffer of `header` bytes at the start of `m`, then 3000
+// one-byte buffers with a gap after each, from `first` on: more than
+// IOV_MAX, so a transfer takes several calls, each going on where the
+// last one ended.
+std::vector<iovec> one_byte_buffers(std::vector<std::byte> &m, size_t header, size_t first)
+{
+    static_assert(IOV_MAX < 3000);
+    std::vector<iovec> iov{{at(m, 0), header}};
+    for (size_t i = 0; i < 3000; i++)
+        iov.push_back({at(m, first + i * 2), 1});
+    return iov;
+}
+
 TEST(IovWindow, SkipsAndClamps)
 {
     std::vector<std::byte> m(100);
@@ -182,14 +195,8 @@ TEST_F(ReadInto, LessRoomThanAskedEndsTheRead)
 
 TEST_F(ReadInto, MoreBuffersThanOnePreadvTakes)
 {
-    // 3000 one-byte buffers: beyond IOV_MAX, so several preadv() calls,
-    // each going on where the last one ended.
     std::vector<std::byte> m(7000, std::byte(0xee));
-    std::vector<iovec> iov;
-    iov.push_back({at(m, 0), 16});
-    for (size_t i = 0; i < 3000; i++)
-        iov.push_back({at(m, 20 + i * 2), 1});
-    static_assert(IOV_MAX < 3000);
+    const auto iov = one_byte_buffers(m, 16, 20);
     BackendIo io = read(2900, 77);
     ASSERT_TRUE(io.read_blocking_into(iov, 16));
     ASSERT_EQ(io.result, 2900);
@@ -351,11 +358,7 @@ TEST_F(WriteFrom, ASourceThatEndsFirstIsAShortWrite)
 TEST_F(WriteFrom, MoreBuffersThanOnePwritevTakes)
 {
     std::vector<std::byte> m = pattern(7000);
-    std::vector<iovec> iov;
-    iov.push_back({at(m, 0), 80});
-    for (size_t i = 0; i < 3000; i++)
-        iov.push_back({at(m, 100 + i * 2), 1});
-    static_assert(IOV_MAX < 3000);
+    const auto iov = one_byte_buffers(m, 80, 100);
     BackendIo io = write(2900, 77);
     ASSERT_TRUE(io.write_blocking_from(iov, 80));
     ASSERT_EQ(io.result, 2900);
