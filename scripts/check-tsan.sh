@@ -11,7 +11,8 @@
 #
 # Which host selftests: those where holdfastd serves from several threads
 # at once (TSAN_HOST, default below): parallel I/O on the /dev/fuse
-# readers and the io_uring queues.
+# readers and the io_uring queues, and spare workers started and parked
+# while others wait (workers_test).
 #
 # A report fails the run even when no test noticed it: every process
 # writes its reports to $log/san.<pid> (TSAN_OPTIONS log_path, exitcode=0
@@ -37,7 +38,7 @@ t0=$(date +%s)
 #  - uring_test: TSan's mmap interceptor aborts on the io_uring buffer
 #    memfd mapping ("ThreadSanitizer: mmap at bad address"), so the server
 #    cannot start a ring under TSan at all.
-host_tests=${TSAN_HOST:-data}
+host_tests=${TSAN_HOST:-data workers}
 
 [ $# -gt 0 ] || set -- unit host
 
