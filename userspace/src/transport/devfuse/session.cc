@@ -190,12 +190,11 @@ Buffer alloc_buffer(size_t n)
 }
 } // namespace
 
-// Whether carrying out `io` may wait for a device (only memory filesystems
-// never do).
-bool Session::may_wait(const fuse::BackendIo &io)
+// How `io`'s file takes it; without a learnt path (fsync, fallocate), the
+// ring's: it may wait for a device.
+fuse::IoPath Session::path_of(const fuse::BackendIo &io)
 {
-    return !io.how ||
-           fuse::IoPath(io.how->load(std::memory_order_relaxed)) != fuse::IoPath::inline_;
+    return io.how ? fuse::IoPath(io.how->load(std::memory_order_relaxed)) : fuse::IoPath::ring;
 }
 
 bool Session::is_blocking_lock(const std::byte *req, size_t n)
@@ -289,7 +288,8 @@ void Session::worker(int fd, bool spare)
         if (io.pending()) {
             auto sent = SpliceReply::Sent::fallback;
             if (splicer.wants(io)) {
-                if (may_wait(io))
+                // Only memory filesystems never wait.
+                if (path_of(io) != fuse::IoPath::inline_)
                     may_block();
                 sent = splicer.send(fd, reply->unique(), io, [&](uint32_t got) {
                     io.done = got;
@@ -308,8 +308,7 @@ void Session::worker(int fd, bool spare)
                 // rest waits for a device, and someone else reads meanwhile.
                 // A file not yet classified may wait in the classifying
                 // (fstatfs() of a network or FUSE file goes to its server).
-                const auto path = io.how ? fuse::IoPath(io.how->load(std::memory_order_relaxed))
-                                         : fuse::IoPath::ring;
+                const auto path = path_of(io);
                 const bool sure = path == fuse::IoPath::inline_ || path == fuse::IoPath::nowait;
                 if (!sure)
                     may_block();

@@ -58,7 +58,7 @@ class Session {
     bool park();
     // Wakes every parked spare for good (stopping, or the connection gone).
     void unpark_all();
-    static bool may_wait(const fuse::BackendIo &io);
+    static fuse::IoPath path_of(const fuse::BackendIo &io);
     static bool is_blocking_lock(const std::byte *req, size_t n);
     bool offload(int fd, const std::byte *req, size_t n);
 
