@@ -218,22 +218,28 @@ int Passthrough::entry_from_fd(Fd owned, fuse_entry_out &out, bool *known)
     std::shared_ptr<Inode> ino = inodes_.ref_open(st);
     if (known)
         *known = ino != nullptr;
-    bool by_handle;
     if (ino) {
-        by_handle = inodes_.record(ino->nodeid).handle_bytes != 0;
-    } else {
-        state::FileHandleBlob fh;
-        by_handle = handle_of(fd, uint64_t(st.st_dev), fh);
-        ino = inodes_.ref(std::move(owned), st, fh.bytes ? &fh : nullptr);
-        if (!ino)
-            return -ENFILE;
+        entry_of_held(*ino, st, out);
+        return 0;
     }
+    state::FileHandleBlob fh;
+    const bool by_handle = handle_of(fd, uint64_t(st.st_dev), fh);
+    ino = inodes_.ref(std::move(owned), st, fh.bytes ? &fh : nullptr);
+    if (!ino)
+        return -ENFILE;
     // Before the reply: once the kernel has the node id, a crash must not
     // lose the only way back to it.
     if (!by_handle)
         keep_inode(*ino);
     fill_entry(*ino, st, out);
     return 0;
+}
+
+void Passthrough::entry_of_held(const Inode &ino, const struct stat &st, fuse_entry_out &out)
+{
+    if (!inodes_.record(ino.nodeid).handle_bytes)
+        keep_inode(ino);
+    fill_entry(ino, st, out);
 }
 
 void Passthrough::note_lookup(bool known)
@@ -267,9 +273,7 @@ int Passthrough::do_lookup(const Inode &parent, std::string_view name, fuse_entr
             return -errno;
         if (auto ino = inodes_.ref_open(st)) {
             note_lookup(true);
-            if (!inodes_.record(ino->nodeid).handle_bytes)
-                keep_inode(*ino);
-            fill_entry(*ino, st, out);
+            entry_of_held(*ino, st, out);
             return 0;
         }
     }

@@ -252,6 +252,9 @@ class Passthrough final : public fuse::Filesystem {
     // Counts one reference on the inode behind an fd we just created/opened;
     // `known`, if given, says whether we held that inode open already.
     int entry_from_fd(Fd fd, fuse_entry_out &out, bool *known = nullptr);
+    // The entry of an inode ref_open() just counted: its handle, if any, is
+    // in the record already, so only one without needs the fd store.
+    void entry_of_held(const state::Inode &ino, const struct stat &st, fuse_entry_out &out);
     // Why `fh` names no usable handle: ESTALE for one we know (a live
     // record) that could not be reopened, as after a migration that lost
     // its file; EBADF for anything else (a wrong type, a stranger).  For
